@@ -1,0 +1,45 @@
+"""``python -m service [--host H] [--port P] [--workers W] [--log-level L]``: settings -> uvicorn.
+
+Every option is also an environment variable (LOSS_SERVICE_HOST, ...); the command line wins.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import uvicorn
+
+from .config import Settings
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m service", description="Run the loss service.")
+    parser.add_argument("--host", help="bind address (LOSS_SERVICE_HOST, default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port (LOSS_SERVICE_PORT, default 8000)")
+    parser.add_argument("--workers", type=int, help="worker processes (LOSS_SERVICE_WORKERS, default 1)")
+    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="LOSS_SERVICE_LOG_LEVEL")
+    parser.add_argument("--device", help="cpu, cuda, cuda:N or auto (LOSS_SERVICE_ENGINE__DEVICE)")
+    args = parser.parse_args(argv)
+    for name, value in vars(args).items():
+        if value is not None:
+            key = "ENGINE__DEVICE" if name == "device" else name.upper()
+            os.environ[f"LOSS_SERVICE_{key}"] = str(value)  # the workers read the same settings
+    settings = Settings()
+    uvicorn.run(
+        "service.app:create_app_from_env",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_level=settings.log_level,
+        access_log=False,
+        log_config=None,
+        timeout_keep_alive=settings.timeout_keep_alive_s,
+        timeout_graceful_shutdown=settings.engine.request_timeout_s,
+        proxy_headers=True,
+    )
+
+
+if __name__ == "__main__":
+    main()

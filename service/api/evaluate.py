@@ -1,0 +1,129 @@
+"""POST /v1/evaluate: decode, check, hand to the engine, encode."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from ..codecs import encode
+from ..codecs.body import Body, parse_json, read_body, read_multipart
+from ..codecs.npy import read_npy
+from ..codecs.tensors import Decoded, decode_tensor
+from ..config import Settings
+from ..engine.compute import Outcome
+from ..engine.worker import Engine, Ticket
+from ..losses.prepare import Job, prepare
+from ..losses.registry import Registry
+from ..schemas.evaluate import EvaluateRequest, EvaluateResponse
+from .problems import responses
+
+router = APIRouter(tags=["evaluate"])
+INLINE_BYTES = 64 * 1024  # bodies larger than this are decoded and encoded off the event loop
+
+_REQUEST_DOC = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/EvaluateRequest"}},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"request": {"type": "string", "description": "the JSON request; inputs may be left out"}},
+                    "additionalProperties": {"type": "string", "format": "binary", "description": "one .npy file per role"},
+                    "required": ["request"],
+                }
+            },
+        },
+    }
+}
+
+
+@router.post(
+    "/v1/evaluate",
+    response_model=EvaluateResponse,
+    summary="Evaluate one loss: value, elementwise values, gradients",
+    openapi_extra=_REQUEST_DOC,
+    responses=responses(400, 401, 404, 413, 415, 422, 429, 503, 504),
+)
+async def evaluate(request: Request) -> Response:
+    state = request.app.state
+    settings: Settings = state.settings
+    engine: Engine = state.engine
+    started = time.perf_counter()
+    deadline = started + settings.engine.request_timeout_s
+    reserved = int(request.headers.get("content-length") or 0)
+    engine.reserve(reserved)
+    try:
+        engine.arriving += 1
+        try:
+            job, encoding = await _decode(request, settings, state.registry)
+        finally:
+            engine.arriving -= 1
+        working = job.nbytes * (2 if job.grad_roles else 1)  # the tensors, and their gradients
+        engine.reserve(working)
+        reserved += working
+        outcome, ticket = await engine.submit(job, deadline)
+        content = _content(job, outcome, ticket, str(engine.device), encoding)
+        big = job.nbytes > INLINE_BYTES and (job.grad_roles or job.return_elementwise)
+        payload = await run_in_threadpool(encode.dumps, content) if big else encode.dumps(content)
+        return Response(payload, media_type="application/json")
+    finally:
+        engine.release(reserved)
+
+
+async def _decode(request: Request, settings: Settings, registry: Registry) -> tuple[Job, str]:
+    kind, raw = await read_body(request, settings.limits.max_body_bytes)
+    if kind == "json":
+        parsed = await run_in_threadpool(parse_json, raw) if len(raw) > INLINE_BYTES else parse_json(raw)
+        body = Body(parsed)
+    else:
+        body = await read_multipart(request, settings.limits.max_body_bytes)
+    request.scope["state"]["loss"] = _loss_label(registry, body.request)
+    size = len(raw or b"") + sum(len(v) for v in body.files.values())
+    build = lambda: _job(body, settings.limits.max_elements, registry)  # noqa: E731
+    job = await run_in_threadpool(build) if size > INLINE_BYTES else build()
+    return job, body.request.response_encoding
+
+
+def _loss_label(registry: Registry, req: EvaluateRequest) -> str:
+    """The canonical name for metrics, or 'unknown' (never the client's free text)."""
+    try:
+        return registry.get(req.loss.name).name
+    except Exception:  # noqa: BLE001 - an unknown name is reported by prepare()
+        return "unknown"
+
+
+def _job(body: Body, max_elements: int, registry: Registry) -> Job:
+    req = body.request
+    tensors: dict[str, Decoded] = {
+        role: decode_tensor(value, ("inputs", role), max_elements) for role, value in req.inputs.items()
+    }
+    for role, raw in body.files.items():
+        arr, dtype = read_npy(raw, ("inputs", role), max_elements)
+        tensors[role] = Decoded(arr, dtype)
+    spec = req.loss
+    return prepare(registry, spec.name, spec.params, spec.reduction, tensors, req.return_grad, req.return_elementwise)
+
+
+def _content(job: Job, outcome: Outcome, ticket: Ticket, device: str, encoding: str) -> dict:
+    def out(arr):
+        return encode.tensor(arr, job.dtype, encoding)
+
+    el = outcome.elementwise
+    return {
+        "loss": job.loss.name,
+        "reduction": job.reduction,
+        "value": encode.scalar(outcome.value),
+        "elementwise": out(el) if el is not None else None,
+        "grad": {k: out(v) for k, v in outcome.grads.items()} or None,
+        "meta": {
+            "device": device,
+            "dtype": job.dtype,
+            "batch_size": outcome.batch_size,
+            "queue_ms": round(ticket.queue_ms, 3),
+            "compute_ms": round(ticket.compute_ms, 3),
+        },
+    }

@@ -1,0 +1,140 @@
+"""Pure ASGI middleware: request ids, access logs and metrics; API keys; body size and read timeouts."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import re
+import time
+import uuid
+
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..errors import MalformedRequest, ServiceError, TooLarge, Unauthenticated
+from ..observability import metrics
+from .problems import problem_response
+
+access = logging.getLogger("service.access")
+_SAFE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+
+
+class RequestContext:
+    """X-Request-ID in and out, one access-log line and the request metrics per request."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        given = Headers(scope=scope).get("x-request-id", "")
+        request_id = given if _SAFE_ID.match(given) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        started = time.perf_counter()
+        status, sent = 500, 0
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status, sent
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                MutableHeaders(scope=message)["X-Request-ID"] = request_id
+            elif message["type"] == "http.response.body":
+                sent += len(message.get("body", b""))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            self._record(scope, request_id, status, sent, time.perf_counter() - started)
+
+    @staticmethod
+    def _record(scope: Scope, request_id: str, status: int, sent: int, seconds: float) -> None:
+        route = scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        loss = scope["state"].get("loss", "")
+        metrics.REQUESTS.labels(path, loss, str(status)).inc()
+        metrics.LATENCY.labels(path, loss).observe(seconds)
+        access.info(
+            "%s %s %d",
+            scope["method"],
+            scope["path"],
+            status,
+            extra={
+                "request_id": request_id,
+                "method": scope["method"],
+                "path": scope["path"],
+                "status": status,
+                "loss": loss or None,
+                "duration_ms": round(seconds * 1000, 3),
+                "bytes_in": int(Headers(scope=scope).get("content-length", 0) or 0),
+                "bytes_out": sent,
+                "client": (scope.get("client") or ("", 0))[0],
+            },
+        )
+
+
+class ApiKeys:
+    """When keys are configured, every path but the health checks needs one."""
+
+    def __init__(self, app: ASGIApp, keys: list[str]) -> None:
+        self.app = app
+        self.keys = [k.encode() for k in keys]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self.keys or scope["path"] in OPEN_PATHS or scope["method"] == "OPTIONS":
+            return await self.app(scope, receive, send)
+        error = self._check(Headers(scope=scope))
+        if error is None:
+            return await self.app(scope, receive, send)
+        response = problem_response(error)
+        response.headers["WWW-Authenticate"] = 'Bearer realm="loss-service"'
+        await response(scope, receive, send)
+
+    def _check(self, headers: Headers) -> ServiceError | None:
+        auth = headers.get("authorization", "")
+        given = auth[7:].strip() if auth[:7].lower() == "bearer " else headers.get("x-api-key", "")
+        if not given:
+            return Unauthenticated("an API key is required: send 'Authorization: Bearer KEY' or 'X-API-Key: KEY'")
+        candidate = given.encode()
+        # Compare with every key, in constant time each, so timing tells nothing about which matched.
+        matched = [hmac.compare_digest(candidate, key) for key in self.keys]
+        return None if any(matched) else Unauthenticated("the API key is not valid")
+
+
+class BodyLimit:
+    """413 from Content-Length before the body is read (and while counting chunked bodies);
+    408-style refusal of clients that send their body too slowly."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int, read_timeout_s: float) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.read_timeout_s = read_timeout_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = Headers(scope=scope).get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+            error = self._too_large() if length.isdigit() else MalformedRequest("invalid Content-Length header")
+            return await problem_response(error)(scope, receive, send)
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            try:
+                message = await asyncio.wait_for(receive(), self.read_timeout_s)
+            except asyncio.TimeoutError:
+                raise MalformedRequest(f"the request body did not arrive within {self.read_timeout_s:g} s") from None
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise self._too_large()
+            return message
+
+        await self.app(scope, limited, send)
+
+    def _too_large(self) -> TooLarge:
+        return TooLarge(f"request body is larger than the limit of {self.max_bytes} bytes")

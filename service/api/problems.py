@@ -1,0 +1,99 @@
+"""Every error becomes application/problem+json (RFC 9457); nothing internal reaches a client."""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from ..errors import MethodNotAllowed, NotFound, ServiceError, from_pydantic
+
+log = logging.getLogger("service.api")
+PROBLEM = "application/problem+json"
+_BY_STATUS = {404: NotFound, 405: MethodNotAllowed}
+
+
+def problem_body(error: ServiceError) -> dict:
+    return {
+        "type": f"https://loss-service.dev/problems/{error.slug}",
+        "title": error.title,
+        "status": error.status,
+        "detail": error.detail,
+        "errors": [{"loc": list(e.loc), "msg": e.msg} for e in error.errors],
+    }
+
+
+def problem_response(error: ServiceError) -> Response:
+    headers = {"Retry-After": str(error.retry_after)} if error.retry_after is not None else None
+    return Response(orjson.dumps(problem_body(error)), status_code=error.status, media_type=PROBLEM, headers=headers)
+
+
+async def _service_error(request: Request, exc: Exception) -> Response:
+    return problem_response(exc)  # type: ignore[arg-type]
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    return problem_response(from_pydantic(exc.errors()))  # type: ignore[attr-defined]
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    status = exc.status_code  # type: ignore[attr-defined]
+    cls = _BY_STATUS.get(status)
+    if cls is not None:
+        return problem_response(cls(f"{request.method} {request.url.path}: {cls.title.lower()}"))
+    error = ServiceError(str(exc.detail))  # type: ignore[attr-defined]
+    error.status, error.title = status, str(exc.detail)  # type: ignore[attr-defined]
+    return problem_response(error)
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return problem_response(ServiceError("an internal error occurred; it was logged"))
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(ServiceError, _service_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)
+
+
+PROBLEM_DOC = {"content": {PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+PROBLEM_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"loc": {"type": "array", "items": {}}, "msg": {"type": "string"}},
+            },
+        },
+    },
+    "required": ["type", "title", "status", "detail", "errors"],
+}
+
+
+def responses(*statuses: int) -> dict:
+    return {s: {"description": _DESCRIPTIONS[s], **PROBLEM_DOC} for s in statuses}
+
+
+_DESCRIPTIONS = {
+    400: "Malformed JSON, base64, .npy or multipart",
+    401: "API key missing or wrong",
+    404: "Unknown loss",
+    413: "Body or tensor over the limits",
+    415: "Unsupported content type",
+    422: "Invalid input: schema, params, shapes, dtypes, values",
+    429: "Overloaded; see Retry-After",
+    503: "Not ready; see Retry-After",
+    504: "Deadline exceeded",
+}

@@ -1,0 +1,5 @@
+"""Tensor codecs: JSON forms, .npy and multipart in; JSON or .npy out. Limits are checked first."""
+
+from .tensors import DTYPES, Decoded, decode_tensor
+
+__all__ = ["DTYPES", "Decoded", "decode_tensor"]

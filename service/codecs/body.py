@@ -1,0 +1,74 @@
+"""Request bodies: JSON, or multipart with a ``request`` JSON part and one .npy file per role."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import orjson
+from pydantic import ValidationError
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException
+from starlette.requests import Request
+
+from ..errors import InvalidInput, Loc, MalformedRequest, UnsupportedMediaType, from_pydantic
+from ..schemas.evaluate import EvaluateRequest
+
+
+@dataclass
+class Body:
+    request: EvaluateRequest
+    files: dict[str, bytes] = field(default_factory=dict)  # role -> raw .npy bytes
+
+
+def media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+async def read_body(request: Request, max_bytes: int) -> tuple[str, bytes | None]:
+    """The media type, and the raw body for JSON (multipart is streamed by its parser)."""
+    kind = media_type(request)
+    if kind == "application/json" or kind.endswith("+json"):
+        return "json", await request.body()
+    if kind == "multipart/form-data":
+        return "multipart", None
+    got = repr(kind) if kind else "none"
+    raise UnsupportedMediaType(f"unsupported content type {got}; expected application/json or multipart/form-data")
+
+
+def parse_json(raw: bytes, loc: Loc = ("body",)) -> EvaluateRequest:
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedRequest.at(loc, f"malformed JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise InvalidInput.at(loc, "expected a JSON object")
+    try:
+        return EvaluateRequest.model_validate(data)
+    except ValidationError as exc:
+        raise from_pydantic(exc.errors(include_url=False)) from None
+
+
+async def read_multipart(request: Request, max_bytes: int) -> Body:
+    try:
+        form = await request.form(max_files=64, max_fields=64, max_part_size=max_bytes)
+    except MultiPartException as exc:
+        raise MalformedRequest.at(("body",), f"malformed multipart body: {exc.message}") from None
+    try:
+        part = form.get("request")
+        if part is None:
+            raise InvalidInput.at(("body", "request"), "missing the 'request' part holding the JSON request")
+        raw = await part.read() if isinstance(part, UploadFile) else part.encode()
+        body = Body(parse_json(raw, ("body", "request")))
+        for name, value in form.multi_items():
+            if name == "request":
+                continue
+            if not isinstance(value, UploadFile):
+                raise InvalidInput.at(("body", name), "expected a file part holding a .npy file")
+            if name in body.files:
+                raise InvalidInput.at(("inputs", name), "given in two file parts")
+            if name in body.request.inputs:
+                raise InvalidInput.at(("inputs", name), "given both in the request part and as a file part")
+            body.files[name] = await value.read()
+        return body
+    finally:
+        await form.close()

@@ -1,0 +1,88 @@
+"""The .npy format (versions 1-3), read without pickle and without allocating before the checks."""
+
+from __future__ import annotations
+
+import ast
+import math
+import struct
+
+import numpy as np
+
+from ..errors import InvalidInput, Loc, MalformedRequest, TooLarge
+
+MAGIC = b"\x93NUMPY"
+# numpy kind + itemsize -> our dtype name; bfloat16 has no numpy dtype, so no .npy form.
+NPY_DTYPES = {
+    ("f", 2): "float16", ("f", 4): "float32", ("f", 8): "float64",
+    ("i", 1): "int8", ("i", 2): "int16", ("i", 4): "int32", ("i", 8): "int64",
+    ("u", 1): "uint8", ("b", 1): "bool",
+}  # fmt: skip
+
+
+def read_npy(buf: bytes, loc: Loc, max_elements: int) -> tuple[np.ndarray, str]:
+    """Parse an .npy file into a native-order C-contiguous array and its dtype name."""
+    header, offset = _header(buf, loc)
+    dtype, name = _dtype(header.get("descr"), loc)
+    shape = header.get("shape")
+    fortran = header.get("fortran_order")
+    if not isinstance(fortran, bool) or not _is_shape(shape):
+        raise MalformedRequest.at(loc, "malformed .npy header: expected 'descr', 'fortran_order' and 'shape'")
+    count = math.prod(shape)
+    if count > max_elements:
+        raise TooLarge.at(loc, f"tensor has {count} elements; the limit is {max_elements}")
+    need = count * dtype.itemsize
+    have = len(buf) - offset
+    if have != need:
+        raise MalformedRequest.at(loc, f"malformed .npy: shape {tuple(shape)} of {dtype.str} needs {need} bytes of data; got {have}")
+    flat = np.frombuffer(buf, dtype=dtype, count=count, offset=offset)
+    arr = flat.reshape(shape[::-1]).T if fortran else flat.reshape(shape)
+    return np.ascontiguousarray(arr, dtype=dtype.newbyteorder("=")), name
+
+
+def _header(buf: bytes, loc: Loc) -> tuple[dict, int]:
+    if len(buf) < 10 or buf[:6] != MAGIC:
+        raise MalformedRequest.at(loc, "malformed .npy: missing the \\x93NUMPY magic string")
+    major = buf[6]
+    if major == 1:
+        (size,), start = struct.unpack("<H", buf[8:10]), 10
+    elif major in (2, 3) and len(buf) >= 12:
+        (size,), start = struct.unpack("<I", buf[8:12]), 12
+    else:
+        raise MalformedRequest.at(loc, f"malformed .npy: unsupported format version {major}")
+    if len(buf) < start + size:
+        raise MalformedRequest.at(loc, "malformed .npy: truncated header")
+    try:
+        text = buf[start : start + size].decode("utf8" if major == 3 else "latin1")
+        header = ast.literal_eval(text)  # literals only: never unpickles or evaluates code
+    except (ValueError, SyntaxError, UnicodeDecodeError, MemoryError, RecursionError):
+        raise MalformedRequest.at(loc, "malformed .npy header") from None
+    if not isinstance(header, dict):
+        raise MalformedRequest.at(loc, "malformed .npy header")
+    return header, start + size
+
+
+def _dtype(descr: object, loc: Loc) -> tuple[np.dtype, str]:
+    supported = ", ".join(NPY_DTYPES.values())
+    if not isinstance(descr, str):
+        raise InvalidInput.at(loc, f"unsupported .npy dtype {descr!r} (structured); expected one of {supported}")
+    try:
+        dtype = np.dtype(descr)
+    except (TypeError, ValueError):
+        raise MalformedRequest.at(loc, f"malformed .npy: unknown dtype {descr!r}") from None
+    name = NPY_DTYPES.get((dtype.kind, dtype.itemsize))
+    if name is None or dtype.fields is not None or dtype.subdtype is not None:
+        raise InvalidInput.at(loc, f"unsupported .npy dtype {descr!r}; expected one of {supported}")
+    return dtype, name
+
+
+def _is_shape(shape: object) -> bool:
+    return isinstance(shape, tuple) and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
+
+
+def write_npy(arr: np.ndarray) -> bytes:
+    """An .npy (version 1.0) file of a C-contiguous array, header padded to 64 bytes."""
+    arr = np.ascontiguousarray(arr)
+    header = f"{{'descr': '{arr.dtype.str}', 'fortran_order': False, 'shape': {tuple(arr.shape)!r}, }}"
+    pad = 64 - (len(MAGIC) + 4 + len(header) + 1) % 64
+    head = header + " " * pad + "\n"
+    return MAGIC + b"\x01\x00" + struct.pack("<H", len(head)) + head.encode("latin1") + arr.tobytes()

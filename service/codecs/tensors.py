@@ -1,0 +1,133 @@
+"""The three JSON tensor forms of the contract, decoded into numpy arrays.
+
+1. a nested array (dtype chosen later from the role),
+2. ``{"data": [...], "shape": [...], "dtype": "..."}``,
+3. ``{"npy": "<base64 .npy>"}``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..arrays import first_value, position
+from ..errors import InvalidInput, Loc, MalformedRequest, TooLarge
+from .npy import read_npy
+
+# dtype name -> numpy storage (bfloat16 is held as float32 until it becomes a torch tensor)
+DTYPES: dict[str, np.dtype] = {
+    name: np.dtype(np_name)
+    for name, np_name in {
+        "float16": "float16", "bfloat16": "float32", "float32": "float32", "float64": "float64",
+        "int8": "int8", "int16": "int16", "int32": "int32", "int64": "int64",
+        "uint8": "uint8", "bool": "bool",
+    }.items()
+}  # fmt: skip
+FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """A tensor as it came: the array, and its dtype name when the client stated one."""
+
+    array: np.ndarray
+    dtype: str | None  # None: a nested array, typed later by its role
+
+    @property
+    def nbytes(self) -> int:
+        return self.array.nbytes
+
+
+def decode_tensor(value: object, loc: Loc, max_elements: int) -> Decoded:
+    if isinstance(value, list):
+        return Decoded(_nested(value, loc, max_elements), None)
+    if isinstance(value, dict):
+        if "npy" in value:
+            return _npy_form(value, loc, max_elements)
+        if "data" in value:
+            return _data_form(value, loc, max_elements)
+        raise InvalidInput.at(loc, "expected a tensor object with 'data' or 'npy'")
+    got = "null" if value is None else type(value).__name__
+    raise InvalidInput.at(loc, f"expected a nested array, {{data, shape, dtype}} or {{npy}}; got {got}")
+
+
+def _nested(value: list, loc: Loc, max_elements: int) -> np.ndarray:
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError):
+        raise InvalidInput.at(loc, "expected a rectangular nested array of numbers; got a ragged one") from None
+    if arr.dtype.kind not in "biuf":
+        raise InvalidInput.at(loc, "expected numbers; got " + ("null" if arr.dtype.kind == "O" else "strings"))
+    if arr.size > max_elements:
+        raise TooLarge.at(loc, f"tensor has {arr.size} elements; the limit is {max_elements}")
+    return arr
+
+
+def _npy_form(value: dict, loc: Loc, max_elements: int) -> Decoded:
+    _only(value, {"npy"}, loc)
+    text = value["npy"]
+    if not isinstance(text, str):
+        raise InvalidInput.at((*loc, "npy"), "expected a base64 string")
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise MalformedRequest.at((*loc, "npy"), "malformed base64") from None
+    arr, name = read_npy(raw, (*loc, "npy"), max_elements)
+    return Decoded(arr, name)
+
+
+def _data_form(value: dict, loc: Loc, max_elements: int) -> Decoded:
+    _only(value, {"data", "shape", "dtype"}, loc)
+    name = value.get("dtype")
+    if name is not None and name not in DTYPES:
+        raise InvalidInput.at((*loc, "dtype"), f"unknown dtype {name!r}; expected one of {', '.join(DTYPES)}")
+    shape = value.get("shape")
+    if shape is not None:
+        if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+            raise InvalidInput.at((*loc, "shape"), "expected a list of non-negative integers")
+        count = math.prod(shape)
+        if count > max_elements:  # before a single element is read
+            raise TooLarge.at(loc, f"tensor has {count} elements; the limit is {max_elements}")
+    data = value["data"]
+    if not isinstance(data, list):
+        raise InvalidInput.at((*loc, "data"), "expected an array of numbers")
+    arr = _nested(data, (*loc, "data"), max_elements)
+    if shape is not None:
+        arr = _reshape(arr, tuple(shape), loc)
+    return Decoded(_cast(arr, name, loc) if name else arr, name)
+
+
+def _reshape(arr: np.ndarray, shape: tuple[int, ...], loc: Loc) -> np.ndarray:
+    if arr.ndim > 1 and arr.shape != shape:
+        raise InvalidInput.at((*loc, "data"), f"nested data has shape {arr.shape}, but 'shape' says {shape}")
+    if arr.size != math.prod(shape):
+        raise InvalidInput.at((*loc, "data"), f"expected {math.prod(shape)} values for shape {list(shape)}; got {arr.size}")
+    return arr.reshape(shape)
+
+
+def _cast(arr: np.ndarray, name: str, loc: Loc) -> np.ndarray:
+    """Convert to the stated dtype, refusing values it cannot hold."""
+    target = DTYPES[name]
+    if target.kind in "iub":
+        if arr.dtype.kind == "f":
+            bad = arr != np.round(arr)
+            if bad.any():
+                    raise InvalidInput.at((*loc, "data"), f"expected {name} values; got {first_value(arr, bad)} at position {position(arr, bad)}")
+        if target.kind == "b":
+            bad = (arr != 0) & (arr != 1)
+        else:
+            info = np.iinfo(target)
+            bad = (arr < info.min) | (arr > info.max)
+        if bad.any():
+            raise InvalidInput.at((*loc, "data"), f"value {first_value(arr, bad)} out of range for {name} at position {position(arr, bad)}")
+    return arr.astype(target, copy=False)
+
+
+def _only(value: dict, allowed: set[str], loc: Loc) -> None:
+    extra = sorted(set(value) - allowed)
+    if extra:
+        raise InvalidInput.at((*loc, extra[0]), f"unknown field; a tensor object takes {', '.join(sorted(allowed))}")

@@ -1,0 +1,116 @@
+"""Computing a group of compatible jobs in one ``reduction="none"`` call.
+
+Requests whose loss, params, dtype, gradient roles and non-batch dimensions agree are concatenated
+along their batch dimension; each request's value is reduced from its own slice by the loss's own
+formula, and one backward pass over the sum of the values gives every request its gradients.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..losses.prepare import Job
+
+
+@dataclass
+class Outcome:
+    value: float | None
+    elementwise: np.ndarray | None
+    grads: dict[str, np.ndarray]
+    batch_size: int
+
+
+def group_key(job: Job) -> tuple | None:
+    """Jobs with equal keys may share a compute call; None means the job runs alone."""
+    if not job.loss.batchable(job.params):
+        return None
+    dims = []
+    for r in job.loss.roles:
+        arr = job.arrays.get(r.name)
+        if arr is None:
+            dims.append(None)
+            continue
+        if r.batch_dim is None or arr.ndim <= r.batch_dim:
+            return None
+        shape = list(arr.shape)
+        del shape[r.batch_dim]
+        dims.append((str(arr.dtype), tuple(shape)))
+    return (job.loss.name, job.params.model_dump_json(), job.dtype, job.grad_roles, tuple(dims))
+
+
+def batch_len(job: Job) -> int:
+    first = job.loss.roles[0]
+    return job.arrays[first.name].shape[first.batch_dim or 0]
+
+
+def run_group(jobs: list[Job], device: torch.device) -> list[Outcome]:
+    """Compute ``jobs`` (all of one group key) together."""
+    head = jobs[0]
+    sizes = [batch_len(j) for j in jobs] if len(jobs) > 1 else [None]
+    inputs = {}
+    for r in head.loss.roles:
+        if r.name in head.arrays:
+            parts = [j.arrays[r.name] for j in jobs]
+            arr = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=r.batch_dim or 0)
+            inputs[r.name] = _to_device(arr, r.name in head.grad_roles, head, device)
+    leaves = [inputs[r] for r in head.grad_roles]
+    with torch.enable_grad() if leaves else torch.inference_mode():
+        for leaf in leaves:
+            leaf.requires_grad_(True)
+        el = head.loss.forward(inputs, head.params)
+        values, totals, offset = [], [], 0
+        for job, n in zip(jobs, sizes):
+            el_i, own = _slice(el, inputs, job, offset, n)
+            value = None if job.reduction == "none" else job.loss.reduce(el_i, own, job.params, job.reduction)
+            values.append(value)
+            totals.append(el_i.sum() if value is None else value)
+            offset += n or 0
+        grads = torch.autograd.grad(torch.stack(totals).sum(), leaves) if leaves else []
+    return _outcomes(jobs, sizes, el, values, dict(zip(head.grad_roles, grads)))
+
+
+def _slice(el, inputs, job, offset, n):
+    """Request's own slice of the elementwise values and of its inputs (all of them when alone)."""
+    if n is None:
+        return el, inputs
+    own_el = None if el is None else el.narrow(0, offset, n)
+    return own_el, {k: v.narrow(_batch_dim(job, k), offset, n) for k, v in inputs.items()}
+
+
+def _batch_dim(job: Job, role: str) -> int:
+    r = job.loss.role(role)
+    return (r.batch_dim or 0) if r else 0
+
+
+def _to_device(arr: np.ndarray, grad: bool, job: Job, device: torch.device) -> torch.Tensor:
+    t = torch.from_numpy(arr)
+    if t.is_floating_point():
+        t = t.to(job.torch_dtype)
+    if device.type == "cuda":
+        t = t.pin_memory().to(device, non_blocking=True)
+    return t
+
+
+def _outcomes(jobs, sizes, el, values, grads) -> list[Outcome]:
+    el_host = el.detach().to("cpu") if any(j.return_elementwise for j in jobs) else None
+    grads_host = {k: g.detach().to("cpu") for k, g in grads.items()}
+    vals = torch.stack([v.detach() for v in values if v is not None]).to("cpu").tolist() if any(v is not None for v in values) else []
+    out, offset, vi = [], 0, 0
+    for job, n, v in zip(jobs, sizes, values):
+        value = None
+        if v is not None:
+            value, vi = vals[vi], vi + 1
+        own_el, own_grads = _slice(el_host, grads_host, job, offset, n)
+        elementwise = _numpy(own_el) if job.return_elementwise else None
+        out.append(Outcome(value, elementwise, {k: _numpy(t) for k, t in own_grads.items()}, len(jobs)))
+        offset += n or 0
+    return out
+
+
+def _numpy(t: torch.Tensor) -> np.ndarray:
+    if t.dtype == torch.bfloat16:
+        t = t.float()
+    return t.contiguous().numpy()

@@ -1,0 +1,222 @@
+"""The device worker: one thread owns the device, takes queued jobs in batches and computes them.
+
+Its first duty: every submitted job's future is completed, with an outcome or an error, whatever
+happens (a failing batch-mate, a dead worker, a shutdown).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import torch
+
+from ..config import EngineSettings
+from ..errors import ComputeFailed, DeadlineExceeded, NotReady, Overloaded, ServiceError
+from ..losses.prepare import Job
+from ..observability import metrics
+from .compute import Outcome, group_key, run_group
+from .device import probe
+
+log = logging.getLogger("service.engine")
+
+
+@dataclass(eq=False)
+class Ticket:
+    job: Job
+    future: asyncio.Future
+    loop: asyncio.AbstractEventLoop
+    deadline: float
+    queued_at: float = field(default_factory=time.perf_counter)
+    queue_ms: float = 0.0
+    compute_ms: float = 0.0
+    cancelled: bool = False
+
+    def finish(self, result: Outcome | BaseException) -> None:
+        def settle() -> None:
+            if self.future.done():
+                return
+            if isinstance(result, BaseException):
+                self.future.set_exception(result)
+            else:
+                self.future.set_result(result)
+
+        try:
+            self.loop.call_soon_threadsafe(settle)
+        except RuntimeError:  # the loop is closed: nobody is waiting any more
+            pass
+
+
+class Engine:
+    def __init__(self, settings: EngineSettings, device: torch.device) -> None:
+        self.settings = settings
+        self.device = device
+        self._queue: deque[Ticket] = deque()
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self.alive = False
+        self.inflight_bytes = 0
+        self.arriving = 0  # requests admitted and still decoding: a reason to wait for company
+
+    # --- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        probe(self.device)
+        self.alive = True
+        self._thread = threading.Thread(target=self._run, name="loss-engine", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Finish what is queued, then stop the thread."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    @property
+    def ready(self) -> bool:
+        return self.alive and not self._stopping and self._thread is not None and self._thread.is_alive()
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self._queue)
+
+    # --- admission (event loop thread) -----------------------------------------------------
+    def reserve(self, nbytes: int) -> None:
+        """Count ``nbytes`` against the in-flight budget, or refuse with 429."""
+        if not self.ready:
+            raise NotReady("the compute worker is not running")
+        if self.inflight_bytes + nbytes > self.settings.inflight_bytes:
+            metrics.REJECTIONS.labels("inflight_bytes").inc()
+            raise Overloaded("the in-flight byte budget is full; retry later")
+        self.inflight_bytes += nbytes
+        metrics.INFLIGHT_BYTES.set(self.inflight_bytes)
+
+    def release(self, nbytes: int) -> None:
+        self.inflight_bytes -= nbytes
+        metrics.INFLIGHT_BYTES.set(self.inflight_bytes)
+
+    async def submit(self, job: Job, deadline: float) -> tuple[Outcome, Ticket]:
+        loop = asyncio.get_running_loop()
+        ticket = Ticket(job, loop.create_future(), loop, deadline)
+        with self._cond:
+            if not self.ready:
+                raise NotReady("the compute worker is not running")
+            if len(self._queue) >= self.settings.queue_capacity:
+                metrics.REJECTIONS.labels("queue_full").inc()
+                raise Overloaded("the queue is full; retry later")
+            self._queue.append(ticket)
+            metrics.QUEUE_DEPTH.set(len(self._queue))
+            self._cond.notify()
+        try:
+            outcome = await asyncio.wait_for(ticket.future, max(0.0, deadline - time.perf_counter()))
+        except (asyncio.TimeoutError, asyncio.CancelledError) as exc:
+            ticket.cancelled = True
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            metrics.REJECTIONS.labels("deadline").inc()
+            raise DeadlineExceeded("the request took longer than its deadline") from None
+        return outcome, ticket
+
+    # --- the worker thread -----------------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            while True:
+                batch = self._next_batch()
+                if batch is None:
+                    return
+                self._compute(batch)
+        except BaseException:  # noqa: BLE001 - the worker must never die silently
+            log.exception("compute worker died")
+        finally:
+            self.alive = False
+            self._fail_all(NotReady("the compute worker stopped"))
+
+    def _next_batch(self) -> list[Ticket] | None:
+        s = self.settings
+        with self._cond:
+            while not self._queue:
+                if self._stopping:
+                    return None
+                self._cond.wait()
+            until = time.perf_counter() + s.max_queue_delay_ms / 1000
+            # Wait for company only while other requests are on their way: low traffic pays nothing.
+            while len(self._queue) < s.max_batch_requests and self.arriving > 0 and not self._stopping:
+                left = until - time.perf_counter()
+                if left <= 0 or not self._cond.wait(left):
+                    break
+            batch = self._take(s.max_batch_requests, s.max_batch_elements)
+            metrics.QUEUE_DEPTH.set(len(self._queue))
+            return batch
+
+    def _take(self, max_requests: int, max_elements: int) -> list[Ticket]:
+        """The oldest ticket and the queued tickets that may share its compute call."""
+        first = self._queue.popleft()
+        batch = [first]
+        key = group_key(first.job)
+        if key is None:
+            return batch
+        elements = sum(a.size for a in first.job.arrays.values())
+        keep: deque[Ticket] = deque()
+        while self._queue and len(batch) < max_requests:
+            t = self._queue.popleft()
+            size = sum(a.size for a in t.job.arrays.values())
+            if group_key(t.job) == key and elements + size <= max_elements:
+                batch.append(t)
+                elements += size
+            else:
+                keep.append(t)
+        keep.extend(self._queue)
+        self._queue.clear()
+        self._queue.extend(keep)
+        return batch
+
+    def _compute(self, batch: list[Ticket]) -> None:
+        now = time.perf_counter()
+        live = []
+        for t in batch:
+            if t.cancelled or now > t.deadline:
+                t.finish(DeadlineExceeded("the request waited longer than its deadline"))
+            else:
+                t.queue_ms = (now - t.queued_at) * 1000
+                metrics.QUEUE_WAIT.observe(t.queue_ms / 1000)
+                live.append(t)
+        if live:
+            self._run_tickets(live)
+
+    def _run_tickets(self, tickets: list[Ticket]) -> None:
+        start = time.perf_counter()
+        try:
+            outcomes = run_group([t.job for t in tickets], self.device)
+        except Exception as exc:  # noqa: BLE001 - isolated below
+            if len(tickets) > 1:  # one bad batch-mate must not fail the others: run each alone
+                for t in tickets:
+                    self._run_tickets([t])
+                return
+            tickets[0].finish(_as_service_error(exc, tickets[0].job))
+            return
+        elapsed = (time.perf_counter() - start) * 1000
+        metrics.BATCH_SIZE.observe(len(tickets))
+        metrics.COMPUTE_TIME.observe(elapsed / 1000)
+        for t, outcome in zip(tickets, outcomes):
+            t.compute_ms = elapsed
+            t.finish(outcome)
+
+    def _fail_all(self, error: ServiceError) -> None:
+        with self._cond:
+            pending = list(self._queue)
+            self._queue.clear()
+        for t in pending:
+            t.finish(error)
+
+
+def _as_service_error(exc: Exception, job: Job) -> ServiceError:
+    if isinstance(exc, ServiceError):
+        return exc
+    log.error("compute failed for %s: %s: %s", job.loss.name, type(exc).__name__, exc)
+    return ComputeFailed(f"computing {job.loss.name} failed on the device; the error was logged")

@@ -1,0 +1,82 @@
+"""What a loss is: roles, params, an elementwise forward and a per-request reduction.
+
+Every loss is computed with ``reduction="none"`` (``forward``) and then reduced by its own exact
+formula (``reduce``), so that the engine can batch several requests into one forward call and
+still reduce each request from its own slice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+from torch import Tensor
+
+from ..errors import ErrorItem
+from .contract import Binding, Role
+
+Inputs = dict[str, Tensor]
+
+REFERENCES = {
+    "pytorch": "PyTorch",
+    "monai": "MONAI",
+    "torchvision": "torchvision",
+    "formula": "the formula in the summary",
+}
+
+
+class Params(BaseModel):
+    """Base of every loss's hyper-parameters: unknown names are refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NoParams(Params):
+    pass
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A request's tensors after shape and dtype checks, as numpy arrays, for value checks."""
+
+    arrays: dict[str, np.ndarray]
+    params: Any
+    binding: Binding
+
+
+Validator = Callable[[Checked], list[ErrorItem]]
+
+
+def mean_or_sum(el: Tensor, inputs: Inputs, params: Any, reduction: str) -> Tensor:
+    """The plain reduction: mean or sum over every element."""
+    return el.sum() if reduction == "sum" else el.mean()
+
+
+def weighted_mean(el: Tensor, weights: Tensor, reduction: str) -> Tensor:
+    """Sum, or sum divided by the weights' sum (PyTorch's weighted mean for class weights)."""
+    total = el.sum()
+    return total if reduction == "sum" else total / weights.sum()
+
+
+@dataclass(frozen=True)
+class Loss:
+    name: str
+    summary: str
+    category: str
+    reference: str  # a key of REFERENCES
+    roles: tuple[Role, ...]
+    forward: Callable[[Inputs, Any], Tensor]
+    elementwise_shape: str
+    params: type[Params] = NoParams
+    reduce: Callable[[Tensor, Inputs, Any, str], Tensor] = mean_or_sum
+    reductions: tuple[str, ...] = ("mean", "sum", "none")
+    aliases: tuple[str, ...] = ()
+    validate: tuple[Validator, ...] = ()
+    # False when one request's elementwise values depend on other rows of its batch (dice batch=True).
+    batchable: Callable[[Any], bool] = field(default=lambda params: True)
+
+    def role(self, name: str) -> Role | None:
+        return next((r for r in self.roles if r.name == name), None)

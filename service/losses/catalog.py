@@ -1,0 +1,9 @@
+"""Every loss of the catalog, in the order GET /v1/losses lists them."""
+
+from __future__ import annotations
+
+from . import regression
+
+FAMILIES = [regression]
+
+ALL_LOSSES = [loss for family in FAMILIES for loss in family.LOSSES]

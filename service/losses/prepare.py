@@ -1,0 +1,174 @@
+"""From a parsed request to a checked job: loss, params, roles, shapes, dtypes, values.
+
+Everything a client can get wrong is found here, before torch is called.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import ValidationError
+
+from ..arrays import first_value, position
+from ..codecs.tensors import FLOAT_DTYPES, Decoded
+from ..errors import ErrorItem, InvalidInput, collect
+from .base import Checked, Loss, Params
+from .contract import FLOAT, check_shapes
+from .registry import Registry
+
+NP_FLOAT = {"float16": np.float16, "bfloat16": np.float32, "float32": np.float32, "float64": np.float64}
+
+
+@dataclass(frozen=True)
+class Job:
+    """One request, checked and ready for the engine."""
+
+    loss: Loss
+    params: Any
+    reduction: str
+    arrays: dict[str, np.ndarray]  # float roles in the compute dtype's storage, integer roles int64
+    dtype: str  # compute dtype of the float roles: float16, bfloat16, float32 or float64
+    grad_roles: tuple[str, ...]
+    return_elementwise: bool
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in self.arrays.values())
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return getattr(torch, self.dtype)
+
+
+def prepare(
+    registry: Registry,
+    name: str,
+    raw_params: dict,
+    reduction: str,
+    tensors: dict[str, Decoded],
+    return_grad: bool | list[str],
+    return_elementwise: bool,
+) -> Job:
+    loss = registry.get(name)
+    errors = _reduction(loss, reduction)
+    params, param_errors = parse_params(loss, raw_params)
+    errors += param_errors + _roles(loss, tensors)
+    collect(errors)
+    binding = check_shapes(loss.roles, {k: v.array.shape for k, v in tensors.items()})
+    kinds = {r: f.kind for r, f in binding.forms.items()}
+    dtype = _compute_dtype(tensors, kinds)
+    arrays = {}
+    for role, decoded in tensors.items():
+        arrays[role] = _convert(role, decoded, kinds[role], dtype)
+    checked = Checked(arrays, params, binding)
+    collect([e for check in loss.validate for e in check(checked)])
+    grads = _grad_roles(loss, return_grad, kinds)
+    return Job(loss, params, reduction, arrays, dtype, grads, return_elementwise or reduction == "none")
+
+
+def _reduction(loss: Loss, reduction: str) -> list[ErrorItem]:
+    if reduction in loss.reductions:
+        return []
+    accepted = ", ".join(loss.reductions)
+    return [ErrorItem(("loss", "reduction"), f"{loss.name} does not accept reduction {reduction!r}; expected one of {accepted}")]
+
+
+def parse_params(loss: Loss, raw: dict) -> tuple[Params | None, list[ErrorItem]]:
+    try:
+        return loss.params.model_validate(raw), []
+    except ValidationError as exc:
+        return None, [_param_error(loss, e) for e in exc.errors(include_url=False)]
+
+
+def _param_error(loss: Loss, e: dict) -> ErrorItem:
+    loc = ("loss", "params", *e["loc"])
+    if e["type"] == "extra_forbidden":
+        name = str(e["loc"][0])
+        known = list(loss.params.model_fields)
+        msg = f"unknown parameter {name!r} for {loss.name}"
+        close = difflib.get_close_matches(name, known, n=1)
+        if close:
+            msg += f"; did you mean {close[0]!r}?"
+        else:
+            msg += "; expected " + (", ".join(known) if known else "no parameters")
+        return ErrorItem(loc, msg)
+    msg = e["msg"].removeprefix("Value error, ")
+    return ErrorItem(loc, f"{msg[0].lower()}{msg[1:]}; got {_short(e.get('input'))}")
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _roles(loss: Loss, tensors: dict[str, Decoded]) -> list[ErrorItem]:
+    names = [r.name for r in loss.roles]
+    errors = [
+        ErrorItem(("inputs", k), f"unknown role {k!r} for {loss.name}; expected {', '.join(names)}")
+        for k in tensors
+        if k not in names
+    ]
+    errors += [
+        ErrorItem(("inputs", r.name), f"missing required role {r.name!r} {r.shape}")
+        for r in loss.roles
+        if not r.optional and r.name not in tensors
+    ]
+    return errors
+
+
+def _compute_dtype(tensors: dict[str, Decoded], kinds: dict[str, str]) -> str:
+    """The stated float dtypes of the float roles, promoted as PyTorch would; float32 if none."""
+    stated = [getattr(torch, t.dtype) for r, t in tensors.items() if kinds[r] == FLOAT and t.dtype in FLOAT_DTYPES]
+    if not stated:
+        return "float32"
+    result = stated[0]
+    for d in stated[1:]:
+        result = torch.promote_types(result, d)
+    return str(result).removeprefix("torch.")
+
+
+def _convert(role: str, t: Decoded, kind: str, dtype: str) -> np.ndarray:
+    loc = ("inputs", role)
+    arr = t.array
+    if kind == FLOAT:
+        if t.dtype is not None and t.dtype not in FLOAT_DTYPES:
+            raise InvalidInput.at(loc, f"expected a float tensor ({', '.join(FLOAT_DTYPES)}); got {t.dtype}")
+        arr = arr.astype(NP_FLOAT[dtype], copy=False)
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            raise InvalidInput.at(loc, f"non-finite value {first_value(arr, bad)} at position {position(arr, bad)}")
+        return arr
+    if t.dtype == "bool" or arr.dtype.kind == "b":
+        raise InvalidInput.at(loc, "expected integers; got bool")
+    if arr.dtype.kind == "f":
+        bad = ~np.isfinite(arr) | (arr != np.round(arr))
+        if bad.any():
+            raise InvalidInput.at(loc, f"expected integers; got {first_value(arr, bad)} at position {position(arr, bad)}")
+        if np.abs(arr).max(initial=0) > 2**53:
+            raise InvalidInput.at(loc, "integer values beyond 2^53 cannot be given as floats")
+    return arr.astype(np.int64, copy=False)
+
+
+def _grad_roles(loss: Loss, wanted: bool | list[str], kinds: dict[str, str]) -> tuple[str, ...]:
+    def ok(name: str) -> bool:
+        r = loss.role(name)
+        return r is not None and r.differentiable and kinds.get(name) == FLOAT
+
+    if wanted is True:
+        return tuple(r.name for r in loss.roles if ok(r.name))
+    if wanted is False:
+        return ()
+    errors = []
+    for i, name in enumerate(wanted):
+        if loss.role(name) is None:
+            errors.append(ErrorItem(("return_grad", i), f"unknown role {name!r} for {loss.name}"))
+        elif name not in kinds:
+            errors.append(ErrorItem(("return_grad", i), f"role {name!r} was not given"))
+        elif not ok(name):
+            errors.append(ErrorItem(("return_grad", i), f"role {name!r} of {loss.name} is not differentiable"))
+    collect(errors)
+    return tuple(dict.fromkeys(wanted))
