@@ -125,17 +125,18 @@ class Engine:
 
     # --- the worker thread -----------------------------------------------------------------
     def _run(self) -> None:
+        batch: list[Ticket] = []
         try:
             while True:
-                batch = self._next_batch()
-                if batch is None:
+                batch = self._next_batch() or []
+                if not batch:
                     return
                 self._compute(batch)
         except BaseException:  # noqa: BLE001 - the worker must never die silently
             log.exception("compute worker died")
         finally:
             self.alive = False
-            self._fail_all(NotReady("the compute worker stopped"))
+            self._fail_all(batch, NotReady("the compute worker stopped"))
 
     def _next_batch(self) -> list[Ticket] | None:
         s = self.settings
@@ -207,12 +208,13 @@ class Engine:
             t.compute_ms = elapsed
             t.finish(outcome)
 
-    def _fail_all(self, error: ServiceError) -> None:
+    def _fail_all(self, current: list[Ticket], error: ServiceError) -> None:
+        """Complete every ticket still open: the batch in hand and all that are queued."""
         with self._cond:
-            pending = list(self._queue)
+            pending = current + list(self._queue)
             self._queue.clear()
         for t in pending:
-            t.finish(error)
+            t.finish(error)  # a no-op for tickets already answered
 
 
 def _as_service_error(exc: Exception, job: Job) -> ServiceError:

@@ -1,0 +1,207 @@
+"""The device worker: grouping, batched == solo, backpressure, deadlines, faults and draining.
+
+A test-only ``gate`` loss (mse that first waits on an event) holds the worker busy so that
+requests pile up in the queue deterministically.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from service.codecs.tensors import Decoded
+from service.config import EngineSettings
+from service.engine.worker import Engine
+from service.errors import ComputeFailed, DeadlineExceeded, NotReady, Overloaded
+from service.losses.base import Loss
+from service.losses.contract import role
+from service.losses.prepare import prepare
+from service.losses.registry import Registry
+from service.losses.regression import LOSSES as REGRESSION
+
+GATE = threading.Event()
+CALLS: list[int] = []
+
+
+def _gate_forward(t, p):
+    CALLS.append(t["input"].shape[0])
+    assert GATE.wait(10), "gate never opened"
+    return (t["input"] - t["target"]) ** 2
+
+
+def _fragile_forward(t, p):
+    if (t["input"] == 13.0).any():
+        raise RuntimeError("boom: a value this loss cannot take")
+    return (t["input"] - t["target"]).abs()
+
+
+ROLES = (role("input", "(N, *)"), role("target", "(N, *)"))
+TEST_LOSSES = [
+    Loss("gate", "test", "test", "formula", ROLES, _gate_forward, "(N, *)"),
+    Loss("fragile", "test", "test", "formula", ROLES, _fragile_forward, "(N, *)"),
+]
+REGISTRY = Registry(REGRESSION + TEST_LOSSES)
+
+
+def job(loss="mse", n=2, fill=None, reduction="mean", grad=False, seed=0):
+    g = np.random.default_rng(seed)
+    x = g.standard_normal((n, 3))
+    if fill is not None:
+        x[0, 0] = fill
+    tensors = {"input": Decoded(x, "float64"), "target": Decoded(g.standard_normal((n, 3)), "float64")}
+    return prepare(REGISTRY, loss, {}, reduction, tensors, grad, False)
+
+
+def far(seconds=30.0):
+    return time.perf_counter() + seconds
+
+
+@pytest.fixture
+def engine():
+    GATE.clear()
+    CALLS.clear()
+    e = Engine(EngineSettings(queue_capacity=8, max_queue_delay_ms=0), torch.device("cpu"))
+    e.start()
+    yield e
+    GATE.set()
+    e.stop(timeout=10)
+
+
+async def held(engine, *jobs, deadline=None):
+    """Submit a gate job (the worker blocks on it), then ``jobs``; returns their tasks."""
+    gate = asyncio.ensure_future(engine.submit(job("gate"), far()))
+    while not CALLS:
+        await asyncio.sleep(0.001)
+    tasks = [asyncio.ensure_future(engine.submit(j, deadline or far())) for j in jobs]
+    await asyncio.sleep(0.01)
+    return gate, tasks
+
+
+def test_queued_compatible_requests_share_one_call(engine):
+    async def go():
+        jobs = [job(n=n, seed=n, reduction=r, grad=True) for n, r in [(1, "mean"), (2, "sum"), (3, "none"), (4, "mean")]]
+        gate, tasks = await held(engine, *jobs)
+        GATE.set()
+        await gate
+        return [await t for t in tasks], jobs
+
+    results, jobs = asyncio.run(go())
+    assert [o.batch_size for o, _ in results] == [4, 4, 4, 4]
+    for (outcome, _), j in zip(results, jobs):
+        x = torch.from_numpy(j.arrays["input"]).requires_grad_(True)
+        y = torch.from_numpy(j.arrays["target"])
+        want = torch.nn.functional.mse_loss(x, y, reduction=j.reduction)
+        (want.sum() if j.reduction == "none" else want).backward()
+        if j.reduction == "none":
+            np.testing.assert_allclose(outcome.elementwise, want.detach().numpy(), rtol=1e-12)
+        else:
+            assert outcome.value == pytest.approx(want.item(), rel=1e-12)
+        np.testing.assert_allclose(outcome.grads["input"], x.grad.numpy(), rtol=1e-12)
+
+
+def test_incompatible_requests_are_not_mixed(engine):
+    async def go():
+        jobs = [job(n=2), job(n=2, grad=True), job("l1", n=2), job(n=2)]
+        gate, tasks = await held(engine, *jobs)
+        GATE.set()
+        await gate
+        return [(await t)[0].batch_size for t in tasks]
+
+    # the two plain mse jobs share a call; mse-with-grad and l1 each run apart
+    assert asyncio.run(go()) == [2, 1, 1, 2]
+
+
+def test_queue_full_is_429(engine):
+    async def go():
+        gate, tasks = await held(engine, *[job(seed=i) for i in range(8)])
+        with pytest.raises(Overloaded, match="the queue is full; retry later"):
+            await engine.submit(job(), far())
+        GATE.set()
+        await gate
+        await asyncio.gather(*tasks)
+
+    asyncio.run(go())
+
+
+def test_inflight_budget_is_429():
+    e = Engine(EngineSettings(inflight_bytes=1000), torch.device("cpu"))
+    e.start()
+    try:
+        e.reserve(900)
+        with pytest.raises(Overloaded, match="the in-flight byte budget is full; retry later"):
+            e.reserve(200)
+        e.release(900)
+        e.reserve(1000)
+    finally:
+        e.stop()
+
+
+def test_deadline_is_504_and_the_work_is_skipped(engine):
+    async def go():
+        late = job("gate", n=5)
+        gate, tasks = await held(engine, late, deadline=time.perf_counter() + 0.05)
+        with pytest.raises(DeadlineExceeded, match="the request took longer than its deadline"):
+            await tasks[0]
+        GATE.set()
+        await gate
+        await engine.submit(job("gate", n=7), far())  # the worker has moved past the skipped job
+
+    asyncio.run(go())
+    assert CALLS == [2, 7]  # the late n=5 job never reached a forward call
+
+
+def test_failing_batch_mate_fails_alone(engine):
+    async def go():
+        jobs = [job("fragile", seed=1), job("fragile", fill=13.0, seed=2), job("fragile", seed=3)]
+        gate, tasks = await held(engine, *jobs)
+        GATE.set()
+        await gate
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    good1, bad, good2 = asyncio.run(go())
+    assert isinstance(bad, ComputeFailed)
+    assert bad.detail == "computing fragile failed on the device; the error was logged"
+    assert "boom" not in bad.detail
+    assert good1[0].batch_size == 1 and good2[0].batch_size == 1  # re-run alone
+    assert good1[0].value > 0 and good2[0].value > 0
+
+
+def test_worker_death_fails_every_waiting_request(engine, monkeypatch):
+    def die(batch):
+        raise SystemExit("worker killed")
+
+    async def go():
+        gate, tasks = await held(engine, job(seed=1), job(seed=2))
+        monkeypatch.setattr(engine, "_compute", die)
+        GATE.set()
+        await gate  # the gate's batch was already being computed
+        results = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 5)
+        with pytest.raises(NotReady):
+            await engine.submit(job(), far())
+        return results
+
+    results = asyncio.run(go())
+    assert all(isinstance(r, NotReady) for r in results)
+    assert not engine.ready
+
+
+def test_stop_drains_the_queue_and_refuses_new_work(engine):
+    async def go():
+        gate, tasks = await held(engine, *[job(seed=i) for i in range(4)])
+        stopper = threading.Thread(target=engine.stop)
+        stopper.start()
+        await asyncio.sleep(0.01)
+        with pytest.raises(NotReady):
+            await engine.submit(job(), far())
+        GATE.set()
+        done = await asyncio.gather(gate, *tasks)
+        stopper.join(5)
+        return done
+
+    done = asyncio.run(go())
+    assert len(done) == 5 and all(o.value is not None for o, _ in done)
