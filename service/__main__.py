@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 
 import uvicorn
+from uvicorn.supervisors import Multiprocess
 
 from .config import Settings
 
@@ -26,7 +28,7 @@ def main(argv: list[str] | None = None) -> None:
             key = "ENGINE__DEVICE" if name == "device" else name.upper()
             os.environ[f"LOSS_SERVICE_{key}"] = str(value)  # the workers read the same settings
     settings = Settings()
-    uvicorn.run(
+    config = uvicorn.Config(
         "service.app:create_app_from_env",
         factory=True,
         host=settings.host,
@@ -39,6 +41,25 @@ def main(argv: list[str] | None = None) -> None:
         timeout_graceful_shutdown=settings.engine.request_timeout_s,
         proxy_headers=True,
     )
+    server = DrainingServer(config)
+    if config.workers > 1:
+        Multiprocess(config, target=server.run, sockets=[config.bind_socket()]).run()
+    else:
+        server.run()
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn's server, but a SIGTERM that was drained ends the process with status 0.
+
+    (uvicorn re-raises the captured signal after its graceful shutdown, so the process would
+    otherwise die of SIGTERM even though every request was answered.)
+    """
+
+    def handle_exit(self, sig: int, frame) -> None:
+        super().handle_exit(sig, frame)
+        captured = getattr(self, "_captured_signals", None)
+        if sig == signal.SIGTERM and captured and captured[-1] == sig:
+            captured.pop()
 
 
 if __name__ == "__main__":
