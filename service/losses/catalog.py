@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from . import regression
+from . import classification, ctc, dice, focal, margin, regression
 
-FAMILIES = [regression]
+FAMILIES = [regression, classification, margin, ctc, focal, dice]
 
 ALL_LOSSES = [loss for family in FAMILIES for loss in family.LOSSES]

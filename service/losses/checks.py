@@ -67,7 +67,8 @@ def param_broadcasts(
         return []
     try:
         arr = np.asarray(values, dtype=np.float64)
-        np.broadcast_shapes(arr.shape, shape)
+        if np.broadcast_shapes(arr.shape, shape) != shape:  # it must not grow the input
+            raise ValueError
     except ValueError:
         got = fmt_shape(np.shape(values)) if _rectangular(values) else "a ragged array"
         msg = f"expected a shape that broadcasts to {against} {fmt_shape(shape)}; got {got}"

@@ -1,0 +1,102 @@
+"""Connectionist temporal classification (PyTorch CTCLoss)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch.nn.functional as F
+from pydantic import Field
+from torch import Tensor
+
+from ..errors import ErrorItem
+from .base import Checked, Inputs, Loss, Params
+from .checks import first_value, in_range, position
+from .contract import INTEGER, role
+from .margin import in_float32, non_empty
+
+
+class CTCParams(Params):
+    blank: int = Field(0, ge=0, description="index of the blank label, in [0, C)")
+    zero_infinity: bool = Field(
+        False, description="replace infinite losses (impossible alignments) and their gradients by zero"
+    )
+
+
+# -- value checks ---------------------------------------------------------------------------------
+
+
+def _blank(c: Checked) -> list[ErrorItem]:
+    blank, classes = c.params.blank, c.binding.dims["C"]
+    if blank < classes:
+        return []
+    msg = f"class index {blank} out of range [0, {classes}) (C from log_probs)"
+    return [ErrorItem(("loss", "params", "blank"), msg)]
+
+
+def _lengths(c: Checked) -> list[ErrorItem]:
+    """input_lengths in [0, T], target_lengths in [0, S] (more labels than frames is allowed: inf)."""
+    dims, arrays = c.binding.dims, c.arrays
+    errors = in_range(arrays["input_lengths"], 0, dims["T"], "input_lengths")
+    return errors + in_range(arrays["target_lengths"], 0, dims["S"], "target_lengths")
+
+
+def _labels(c: Checked) -> list[ErrorItem]:
+    """Within each sample's target length: class indices in [0, C), and never the blank."""
+    targets, classes, blank = c.arrays["targets"], c.binding.dims["C"], c.params.blank
+    used = np.arange(targets.shape[1])[None, :] < c.arrays["target_lengths"][:, None]
+    out = used & ((targets < 0) | (targets >= classes))
+    found = (
+        (out, lambda v: f"class index {v} out of range [0, {classes})"),
+        (used & (targets == blank) & ~out, lambda v: f"label {v} is the blank (blank = {blank}), not a target label"),
+    )
+    return [
+        ErrorItem(("inputs", "targets"), f"{text(first_value(targets, bad))} at position {position(targets, bad)}")
+        for bad, text in found
+        if bad.any()
+    ]
+
+
+# -- forward and reduction ------------------------------------------------------------------------
+
+
+def _ctc(t: Inputs, p: CTCParams) -> Tensor:
+    def fn(log_probs: Tensor) -> Tensor:
+        return F.ctc_loss(
+            log_probs, t["targets"], t["input_lengths"], t["target_lengths"],
+            blank=p.blank, reduction="none", zero_infinity=p.zero_infinity,
+        )
+
+    return in_float32(fn, t["log_probs"])
+
+
+def _reduce(el: Tensor, t: Inputs, p: CTCParams, reduction: str) -> Tensor:
+    """PyTorch's CTC mean: each sample's loss over its target length (at least 1), then the mean."""
+    if reduction == "sum":
+        return el.sum()
+    return (el / t["target_lengths"].clamp_min(1).to(el.dtype)).mean()
+
+
+ROLES = (
+    role("log_probs", "(T, N, C)", batch_dim=1,
+         description="log-probabilities over C classes (the output of log_softmax), time first"),
+    role("targets", "(N, S)", kind=INTEGER, differentiable=False,
+         description="label sequences, one row per sample, padded past its target length"),
+    role("input_lengths", "(N)", kind=INTEGER, differentiable=False, description="frames used per sample, in [0, T]"),
+    role("target_lengths", "(N)", kind=INTEGER, differentiable=False, description="labels per sample, in [0, S]"),
+)
+
+LOSSES = [
+    Loss(
+        name="ctc",
+        summary="Connectionist temporal classification: -log of the summed probability of every alignment"
+        " of the target (PyTorch CTCLoss).",
+        category="sequence",
+        reference="pytorch",
+        roles=ROLES,
+        forward=_ctc,
+        reduce=_reduce,
+        elementwise_shape="(N)",
+        params=CTCParams,
+        aliases=("CTCLoss", "ctc_loss"),
+        validate=(non_empty("log_probs", "T", "N", "C"), _blank, _lengths, _labels),
+    ),
+]
