@@ -11,7 +11,7 @@ from ..errors import ErrorItem
 from .base import Checked, Inputs, Loss, Params
 from .checks import first_value, in_range, position
 from .contract import INTEGER, role
-from .margin import in_float32, non_empty
+from .margin import in_float32
 
 
 class CTCParams(Params):
@@ -30,6 +30,19 @@ def _blank(c: Checked) -> list[ErrorItem]:
         return []
     msg = f"class index {blank} out of range [0, {classes}) (C from log_probs)"
     return [ErrorItem(("loss", "params", "blank"), msg)]
+
+
+WORK_LIMIT = 2**28  # PyTorch's CTC allocates T x N x (2 S + 1) values of its alpha/beta tables
+
+
+def _work(c: Checked) -> list[ErrorItem]:
+    """Refuse small requests that would make CTC allocate gigabytes."""
+    d = c.binding.dims
+    work = d["T"] * d["N"] * (2 * d["S"] + 1)
+    if work <= WORK_LIMIT:
+        return []
+    msg = f"CTC needs T x N x (2 S + 1) = {work} working values; the limit is {WORK_LIMIT}"
+    return [ErrorItem(("inputs", "targets"), msg)]
 
 
 def _lengths(c: Checked) -> list[ErrorItem]:
@@ -97,6 +110,6 @@ LOSSES = [
         elementwise_shape="(N)",
         params=CTCParams,
         aliases=("CTCLoss", "ctc_loss"),
-        validate=(non_empty("log_probs", "T", "N", "C"), _blank, _lengths, _labels),
+        validate=(_work, _blank, _lengths, _labels),
     ),
 ]

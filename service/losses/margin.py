@@ -13,9 +13,9 @@ from pydantic import Field, FiniteFloat
 from torch import Tensor
 
 from ..errors import ErrorItem
-from .base import Checked, Inputs, Loss, Params, Validator
+from .base import Checked, Inputs, Loss, Params
 from .checks import class_indices, first_value, in_range, one_of, param_length, position
-from .contract import INTEGER, Role, fmt_shape, role
+from .contract import INTEGER, Role, role
 
 LABELS = "labels 1 or -1"
 
@@ -26,20 +26,6 @@ LABELS = "labels 1 or -1"
 def _plus_minus_one(c: Checked) -> list[ErrorItem]:
     """The target holds the labels 1 and -1 (as PyTorch documents them)."""
     return one_of(c.arrays["target"], (1, -1), "target")
-
-
-def non_empty(name: str, *letters: str) -> Validator:
-    """Every named dimension of ``name`` must be at least 1 (PyTorch refuses or returns NaN)."""
-
-    def check(c: Checked) -> list[ErrorItem]:
-        empty = [t for t in letters if c.binding.dims.get(t) == 0]
-        if not empty:
-            return []
-        got = fmt_shape(c.arrays[name].shape)
-        msg = f"expected {' and '.join(f'{t} >= 1' for t in empty)}; got shape {got}"
-        return [ErrorItem(("inputs", name), msg)]
-
-    return check
 
 
 def _class_targets(c: Checked) -> list[ErrorItem]:
@@ -204,7 +190,6 @@ TRIPLET = (
     role("positive", "(N, D)", description="embeddings close to the anchors"),
     role("negative", "(N, D)", description="embeddings far from the anchors"),
 )
-NEEDS_CLASSES = non_empty("input", "C")
 
 
 def _loss(name: str, cls: str, summary: str, roles: tuple, forward, shape: str, **kw) -> Loss:
@@ -233,7 +218,7 @@ LOSSES = [
         " -mean_c w_c [y_c log sigmoid(x_c) + (1 - y_c) log sigmoid(-x_c)], y_c in [0, 1]",
         (SCORES, role("target", "(N, C)", description="labels 0 or 1 per class (soft labels in [0, 1] allowed)")),
         _multilabel_soft_margin, "(N)", params=MultiLabelSoftMarginParams,
-        validate=(NEEDS_CLASSES, _soft_labels, _weight_length),
+        validate=(_soft_labels, _weight_length),
     ),
     _loss(
         "multilabel_margin", "MultiLabelMargin",
@@ -243,13 +228,13 @@ LOSSES = [
             role("target", "(N, C)", kind=INTEGER, differentiable=False,
                  description="each sample's target class indices, ended by -1 (later entries are ignored)"),
         ),
-        _multilabel_margin, "(N)", validate=(NEEDS_CLASSES, _label_lists),
+        _multilabel_margin, "(N)", validate=(_label_lists,),
     ),
     _loss(
         "multi_margin", "MultiMargin",
         "Multi-class hinge loss, sum over i != y of w_y max(0, margin - x_y + x_i)^p / C",
         (SCORES, role("target", "(N)", kind=INTEGER, differentiable=False, description="class indices in [0, C)")),
-        _multi_margin, "(N)", params=MultiMarginParams, validate=(NEEDS_CLASSES, _class_targets, _weight_length),
+        _multi_margin, "(N)", params=MultiMarginParams, validate=(_class_targets, _weight_length),
     ),
     _loss(
         "hinge_embedding", "HingeEmbedding", "x where y = 1, max(0, margin - x) where y = -1",

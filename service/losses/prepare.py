@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from pydantic import ValidationError
 
-from ..arrays import first_value, position
+from ..arrays import first_value, fmt_shape, position
 from ..codecs.tensors import FLOAT_DTYPES, Decoded
 from ..errors import ErrorItem, InvalidInput, collect
 from .base import Checked, Loss, Params
@@ -134,6 +134,8 @@ def _compute_dtype(tensors: dict[str, Decoded], kinds: dict[str, str]) -> str:
 def _convert(role: str, t: Decoded, kind: str, dtype: str) -> np.ndarray:
     loc = ("inputs", role)
     arr = t.array
+    if arr.size == 0:  # PyTorch's reductions of empty tensors give NaN or uninitialised memory
+        raise InvalidInput.at(loc, f"expected at least one element; got shape {fmt_shape(arr.shape)}")
     if kind == FLOAT:
         if t.dtype is not None and t.dtype not in FLOAT_DTYPES:
             raise InvalidInput.at(loc, f"expected a float tensor ({', '.join(FLOAT_DTYPES)}); got {t.dtype}")

@@ -42,7 +42,11 @@ class Registry:
         raise UnknownLoss.at(loc, self._unknown_message(name))
 
     def _unknown_message(self, name: str) -> str:
-        keys = difflib.get_close_matches(normalize(name), self._index.keys(), n=6, cutoff=0.6)
+        query = normalize(name)
+        scored = sorted(((difflib.SequenceMatcher(None, query, k).ratio(), k) for k in self._index), reverse=True)
+        best = scored[0][0] if scored else 0.0
+        # only names nearly as close as the closest one: 'cross_entropyy' suggests cross_entropy, not bce
+        keys = [k for score, k in scored if score >= max(0.6, best - 0.1)]
         close = list(dict.fromkeys(self._index[k] for k in keys))[:3]
         msg = f"unknown loss {name!r}"
         if close:
