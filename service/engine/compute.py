@@ -25,7 +25,7 @@ class Outcome:
 
 def group_key(job: Job) -> tuple | None:
     """Jobs with equal keys may share a compute call; None means the job runs alone."""
-    if not job.loss.batchable(job.params):
+    if not job.loss.batchable(job.params, job.arrays):
         return None
     dims = []
     for r in job.loss.roles:

@@ -75,8 +75,9 @@ class Loss:
     reductions: tuple[str, ...] = ("mean", "sum", "none")
     aliases: tuple[str, ...] = ()
     validate: tuple[Validator, ...] = ()
-    # False when one request's elementwise values depend on other rows of its batch (dice batch=True).
-    batchable: Callable[[Any], bool] = field(default=lambda params: True)
+    # batchable(params, arrays): False when a request's values would change if other requests' rows
+    # were concatenated to its own (dice with batch=True, a weight that spans the batch dim).
+    batchable: Callable[[Any, dict[str, np.ndarray]], bool] = field(default=lambda params, arrays: True)
 
     def role(self, name: str) -> Role | None:
         return next((r for r in self.roles if r.name == name), None)

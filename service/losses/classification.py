@@ -107,12 +107,13 @@ def _kl_reduce(el: Tensor, t: Inputs, p: KLDivParams, reduction: str) -> Tensor:
 
 
 def _spans_no_batch(*names: str) -> Callable[[Any], bool]:
-    """Batchable unless a tensor param may span the batch dim (rank >= 1 with a first size over 1):
-    such a weight would not broadcast to requests concatenated along N."""
+    """Batchable unless a tensor param spans the input's first dim (same rank, first size over 1):
+    such a weight would not broadcast to requests concatenated along it."""
 
-    def batchable(p: Params) -> bool:
+    def batchable(p: Params, arrays: dict[str, np.ndarray]) -> bool:
+        rank = arrays["input"].ndim
         values = [getattr(p, n) for n in names]
-        return all(v is None or np.ndim(v) == 0 or np.shape(v)[0] == 1 for v in values)
+        return all(v is None or np.ndim(v) < rank or np.shape(v)[0] == 1 for v in values)
 
     return batchable
 

@@ -137,6 +137,6 @@ LOSSES = [
         params=DiceParams,
         aliases=("DiceLoss", "dice_loss"),
         validate=(_check_input, _check_options, _check_weight, _check_target),
-        batchable=lambda p: not p.batch,
+        batchable=lambda p, arrays: not p.batch,
     ),
 ]

@@ -205,3 +205,19 @@ def test_stop_drains_the_queue_and_refuses_new_work(engine):
 
     done = asyncio.run(go())
     assert len(done) == 5 and all(o.value is not None for o, _ in done)
+
+
+def test_group_key_keeps_weights_that_span_the_batch_apart():
+    from service.engine.compute import group_key
+    from service.losses import default_registry
+
+    registry = default_registry()
+
+    def bce_logits(pos_weight):
+        x = np.zeros((2, 3))
+        tensors = {"input": Decoded(x, "float64"), "target": Decoded(x + 0.5, "float64")}
+        return prepare(registry, "bce_with_logits", {"pos_weight": pos_weight}, "mean", tensors, False, False)
+
+    assert group_key(bce_logits([1.0, 2.0, 3.0])) is not None  # (C,) broadcasts over any N
+    assert group_key(bce_logits([[1.0], [2.0]])) is None  # (N, 1) is this request's own rows
+    assert group_key(bce_logits([[1.0, 2.0, 3.0]])) is not None  # (1, C)

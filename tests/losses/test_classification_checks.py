@@ -204,18 +204,20 @@ def test_tensor_weight_must_hold_finite_numbers(weight):
 
 
 @pytest.mark.parametrize(
-    ("params", "batchable"),
+    ("params", "shape", "batchable"),
     [
-        ({}, True),
-        ({"weight": 2.0}, True),
-        ({"weight": [[1.0, 2.0]]}, True),
-        ({"pos_weight": [1.0, 2.0]}, False),  # (C,) on a 1-d input would be (N,)
-        ({"weight": [[1.0], [2.0]]}, False),
+        ({}, (2, 2), True),
+        ({"weight": 2.0}, (2, 2), True),
+        ({"weight": [[1.0, 2.0]]}, (2, 2), True),
+        ({"pos_weight": [1.0, 2.0]}, (2, 2), True),  # (C,) against (N, C): the same for any N
+        ({"pos_weight": [1.0, 2.0]}, (2,), False),  # (C,) on a 1-d input is (N,)
+        ({"weight": [[1.0], [2.0]]}, (2, 2), False),
     ],
 )
-def test_bce_with_logits_batches_only_weights_that_cannot_span_the_batch(params, batchable):
+def test_bce_with_logits_batches_only_weights_that_cannot_span_the_batch(params, shape, batchable):
     loss = REGISTRY.get("bce_with_logits")
-    assert loss.batchable(loss.params.model_validate(params)) is batchable
+    arrays = {"input": np.zeros(shape), "target": np.zeros(shape)}
+    assert loss.batchable(loss.params.model_validate(params), arrays) is batchable
 
 
 # kl_div

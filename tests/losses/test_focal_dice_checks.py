@@ -207,8 +207,9 @@ def test_dice_params_refused(params):
 
 def test_dice_batchable_only_without_batch():
     loss = REGISTRY.get("dice")
-    assert loss.batchable(loss.params.model_validate({}))
-    assert not loss.batchable(loss.params.model_validate({"batch": True}))
+    arrays = {"input": np.zeros((2, 3, 4)), "target": np.zeros((2, 3, 4))}
+    assert loss.batchable(loss.params.model_validate({}), arrays)
+    assert not loss.batchable(loss.params.model_validate({"batch": True}), arrays)
 
 
 def _dice_value(params, x, y, reduction="mean"):
