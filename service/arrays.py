@@ -19,3 +19,20 @@ def position(arr: np.ndarray, bad: np.ndarray) -> str:
 def first_value(arr: np.ndarray, bad: np.ndarray) -> object:
     """The value at the first position where ``bad`` holds."""
     return arr.reshape(-1)[int(np.argmax(bad.reshape(-1)))].item()
+
+
+FLOAT_MAX = {
+    "float16": float(np.finfo(np.float16).max),
+    "bfloat16": 3.3895313892515355e38,  # torch.finfo(torch.bfloat16).max
+    "float32": float(np.finfo(np.float32).max),
+    "float64": float(np.finfo(np.float64).max),
+}
+
+
+def overflows(arr: np.ndarray, dtype: str) -> np.ndarray:
+    """Where finite values lie beyond what the float dtype ``dtype`` can hold."""
+    limit = FLOAT_MAX[dtype]
+    if arr.dtype.kind == "f" and float(np.finfo(arr.dtype).max) <= limit:
+        return np.zeros(arr.shape, dtype=bool)  # nothing this array holds can overflow
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(arr) & (np.abs(arr.astype(np.float64, copy=False)) > limit)

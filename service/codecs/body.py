@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import orjson
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 
@@ -31,15 +32,18 @@ async def read_body(request: Request, max_bytes: int) -> tuple[str, bytes | None
         return "json", await request.body()
     if kind == "multipart/form-data":
         return "multipart", None
-    got = repr(kind) if kind else "none"
-    raise UnsupportedMediaType(f"unsupported content type {got}; expected application/json or multipart/form-data")
+    expected = "expected application/json or multipart/form-data"
+    if not kind:
+        raise UnsupportedMediaType(f"no Content-Type header; {expected}")
+    raise UnsupportedMediaType(f"unsupported content type {kind!r}; {expected}")
 
 
 def parse_json(raw: bytes, loc: Loc = ("body",)) -> EvaluateRequest:
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise MalformedRequest.at(loc, f"malformed JSON: {exc}") from None
+        text = str(exc)
+        raise MalformedRequest.at(loc, f"malformed JSON: {text[:1].lower()}{text[1:]}") from None
     if not isinstance(data, dict):
         raise InvalidInput.at(loc, "expected a JSON object")
     try:
@@ -51,8 +55,9 @@ def parse_json(raw: bytes, loc: Loc = ("body",)) -> EvaluateRequest:
 async def read_multipart(request: Request, max_bytes: int) -> Body:
     try:
         form = await request.form(max_files=64, max_fields=64, max_part_size=max_bytes)
-    except MultiPartException as exc:
-        raise MalformedRequest.at(("body",), f"malformed multipart body: {exc.message}") from None
+    except (MultiPartException, HTTPException) as exc:  # inside an app Starlette raises the latter
+        text = str(getattr(exc, "message", None) or getattr(exc, "detail", "")).rstrip(".")
+        raise MalformedRequest.at(("body",), f"malformed multipart body: {text[:1].lower()}{text[1:]}") from None
     try:
         part = form.get("request")
         if part is None:

@@ -22,11 +22,11 @@ NPY_DTYPES = {
 def read_npy(buf: bytes, loc: Loc, max_elements: int) -> tuple[np.ndarray, str]:
     """Parse an .npy file into a native-order C-contiguous array and its dtype name."""
     header, offset = _header(buf, loc)
-    dtype, name = _dtype(header.get("descr"), loc)
     shape = header.get("shape")
     fortran = header.get("fortran_order")
-    if not isinstance(fortran, bool) or not _is_shape(shape):
+    if "descr" not in header or not isinstance(fortran, bool) or not _is_shape(shape):
         raise MalformedRequest.at(loc, "malformed .npy header: expected 'descr', 'fortran_order' and 'shape'")
+    dtype, name = _dtype(header["descr"], loc)
     count = math.prod(shape)
     if count > max_elements:
         raise TooLarge.at(loc, f"tensor has {count} elements; the limit is {max_elements}")
@@ -36,7 +36,8 @@ def read_npy(buf: bytes, loc: Loc, max_elements: int) -> tuple[np.ndarray, str]:
         raise MalformedRequest.at(loc, f"malformed .npy: shape {tuple(shape)} of {dtype.str} needs {need} bytes of data; got {have}")
     flat = np.frombuffer(buf, dtype=dtype, count=count, offset=offset)
     arr = flat.reshape(shape[::-1]).T if fortran else flat.reshape(shape)
-    return np.ascontiguousarray(arr, dtype=dtype.newbyteorder("=")), name
+    # a writable, native-order, C-ordered copy (frombuffer's view is read-only; 0-d stays 0-d)
+    return np.array(arr, dtype=dtype.newbyteorder("="), order="C"), name
 
 
 def _header(buf: bytes, loc: Loc) -> tuple[dict, int]:
@@ -81,7 +82,7 @@ def _is_shape(shape: object) -> bool:
 
 def write_npy(arr: np.ndarray) -> bytes:
     """An .npy (version 1.0) file of a C-contiguous array, header padded to 64 bytes."""
-    arr = np.ascontiguousarray(arr)
+    arr = np.asarray(arr, order="C")
     header = f"{{'descr': '{arr.dtype.str}', 'fortran_order': False, 'shape': {tuple(arr.shape)!r}, }}"
     pad = 64 - (len(MAGIC) + 4 + len(header) + 1) % 64
     head = header + " " * pad + "\n"

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..arrays import first_value, position
+from ..arrays import first_value, overflows, position
 from ..errors import InvalidInput, Loc, MalformedRequest, TooLarge
 from .npy import read_npy
 
@@ -112,6 +112,10 @@ def _reshape(arr: np.ndarray, shape: tuple[int, ...], loc: Loc) -> np.ndarray:
 def _cast(arr: np.ndarray, name: str, loc: Loc) -> np.ndarray:
     """Convert to the stated dtype, refusing values it cannot hold."""
     target = DTYPES[name]
+    if target.kind == "f":
+        bad = overflows(arr, name)
+        if bad.any():
+            raise InvalidInput.at((*loc, "data"), f"value {first_value(arr, bad)} out of range for {name} at position {position(arr, bad)}")
     if target.kind in "iub":
         if arr.dtype.kind == "f":
             bad = arr != np.round(arr)

@@ -35,7 +35,9 @@ def group_key(job: Job) -> tuple | None:
             continue
         if r.batch_dim is None or arr.ndim <= r.batch_dim:
             return None
-        shape = list(arr.shape)
+        shape: list[int | str] = list(arr.shape)
+        for d in r.ragged_dims:
+            shape[d] = "ragged"
         del shape[r.batch_dim]
         dims.append((str(arr.dtype), tuple(shape)))
     return (job.loss.name, job.params.model_dump_json(), job.dtype, job.grad_roles, tuple(dims))
@@ -54,7 +56,7 @@ def run_group(jobs: list[Job], device: torch.device) -> list[Outcome]:
     for r in head.loss.roles:
         if r.name in head.arrays:
             parts = [j.arrays[r.name] for j in jobs]
-            arr = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=r.batch_dim or 0)
+            arr = parts[0] if len(parts) == 1 else _concat(parts, r.batch_dim or 0, r.ragged_dims)
             inputs[r.name] = _to_device(arr, r.name in head.grad_roles, head, device)
     leaves = [inputs[r] for r in head.grad_roles]
     with torch.enable_grad() if leaves else torch.inference_mode():
@@ -70,6 +72,23 @@ def run_group(jobs: list[Job], device: torch.device) -> list[Outcome]:
             offset += n or 0
         grads = torch.autograd.grad(torch.stack(totals).sum(), leaves) if leaves else []
     return _outcomes(jobs, sizes, el, values, dict(zip(head.grad_roles, grads)))
+
+
+def _concat(parts: list[np.ndarray], axis: int, ragged: tuple[int, ...]) -> np.ndarray:
+    """Concatenate along ``axis``, zero-padding the ragged dims to the longest part."""
+    if ragged:
+        longest = {d: max(p.shape[d] for p in parts) for d in ragged}
+        parts = [np.pad(p, [(0, longest[d] - p.shape[d]) if d in longest else (0, 0) for d in range(p.ndim)])
+                 for p in parts]  # fmt: skip
+    return np.concatenate(parts, axis=axis)
+
+
+def _unpad(t: torch.Tensor, job: Job, role: str) -> torch.Tensor:
+    """A batched gradient cut back to the request's own sizes in the ragged dims."""
+    r = job.loss.role(role)
+    for d in r.ragged_dims if r else ():
+        t = t.narrow(d, 0, job.arrays[role].shape[d])
+    return t
 
 
 def _slice(el, inputs, job, offset, n):
@@ -105,7 +124,8 @@ def _outcomes(jobs, sizes, el, values, grads) -> list[Outcome]:
             value, vi = vals[vi], vi + 1
         own_el, own_grads = _slice(el_host, grads_host, job, offset, n)
         elementwise = _numpy(own_el) if job.return_elementwise else None
-        out.append(Outcome(value, elementwise, {k: _numpy(t) for k, t in own_grads.items()}, len(jobs)))
+        grads = {k: _numpy(_unpad(t, job, k)) for k, t in own_grads.items()}
+        out.append(Outcome(value, elementwise, grads, len(jobs)))
         offset += n or 0
     return out
 

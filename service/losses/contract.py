@@ -94,6 +94,8 @@ class Role:
     optional: bool = False
     description: str = ""
     batch_dim: int | None = 0
+    # dims in which batch-mates may differ: zero-padded to the longest when batched (CTC's T and S)
+    ragged_dims: tuple[int, ...] = ()
 
     @property
     def kind(self) -> str:

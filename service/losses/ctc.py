@@ -89,9 +89,9 @@ def _reduce(el: Tensor, t: Inputs, p: CTCParams, reduction: str) -> Tensor:
 
 
 ROLES = (
-    role("log_probs", "(T, N, C)", batch_dim=1,
+    role("log_probs", "(T, N, C)", batch_dim=1, ragged_dims=(0,),
          description="log-probabilities over C classes (the output of log_softmax), time first"),
-    role("targets", "(N, S)", kind=INTEGER, differentiable=False,
+    role("targets", "(N, S)", kind=INTEGER, differentiable=False, ragged_dims=(1,),
          description="label sequences, one row per sample, padded past its target length"),
     role("input_lengths", "(N)", kind=INTEGER, differentiable=False, description="frames used per sample, in [0, T]"),
     role("target_lengths", "(N)", kind=INTEGER, differentiable=False, description="labels per sample, in [0, S]"),

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from pydantic import ValidationError
 
-from ..arrays import first_value, fmt_shape, position
+from ..arrays import first_value, fmt_shape, overflows, position
 from ..codecs.tensors import FLOAT_DTYPES, Decoded
 from ..errors import ErrorItem, InvalidInput, collect
 from .base import Checked, Loss, Params
@@ -139,11 +139,13 @@ def _convert(role: str, t: Decoded, kind: str, dtype: str) -> np.ndarray:
     if kind == FLOAT:
         if t.dtype is not None and t.dtype not in FLOAT_DTYPES:
             raise InvalidInput.at(loc, f"expected a float tensor ({', '.join(FLOAT_DTYPES)}); got {t.dtype}")
-        arr = arr.astype(NP_FLOAT[dtype], copy=False)
         bad = ~np.isfinite(arr)
         if bad.any():
             raise InvalidInput.at(loc, f"non-finite value {first_value(arr, bad)} at position {position(arr, bad)}")
-        return arr
+        bad = overflows(arr, dtype)
+        if bad.any():
+            raise InvalidInput.at(loc, f"value {first_value(arr, bad)} out of range for {dtype} at position {position(arr, bad)}")
+        return arr.astype(NP_FLOAT[dtype], copy=False)
     if t.dtype == "bool" or arr.dtype.kind == "b":
         raise InvalidInput.at(loc, "expected integers; got bool")
     if arr.dtype.kind == "f":
