@@ -102,6 +102,6 @@ def from_pydantic(errors: list[dict], prefix: Loc = ()) -> InvalidInput:
     items = []
     for e in errors:
         msg = e["msg"].removeprefix("Value error, ")
-        text = "unknown field" if e["type"] == "extra_forbidden" else f"{msg[0].lower()}{msg[1:]}"
+        text = f"unknown field {e['loc'][-1]!r}" if e["type"] == "extra_forbidden" else f"{msg[0].lower()}{msg[1:]}"
         items.append(ErrorItem((*prefix, *e["loc"]), text))
     return InvalidInput(errors=items)

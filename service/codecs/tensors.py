@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..arrays import first_value, overflows, position
+from ..arrays import first_value, fmt_shape, overflows, position
 from ..errors import InvalidInput, Loc, MalformedRequest, TooLarge
 from .npy import read_npy
 
@@ -103,9 +103,9 @@ def _data_form(value: dict, loc: Loc, max_elements: int) -> Decoded:
 
 def _reshape(arr: np.ndarray, shape: tuple[int, ...], loc: Loc) -> np.ndarray:
     if arr.ndim > 1 and arr.shape != shape:
-        raise InvalidInput.at((*loc, "data"), f"nested data has shape {arr.shape}, but 'shape' says {shape}")
+        raise InvalidInput.at((*loc, "data"), f"expected shape {fmt_shape(shape)} from 'shape'; got nested data of shape {fmt_shape(arr.shape)}")
     if arr.size != math.prod(shape):
-        raise InvalidInput.at((*loc, "data"), f"expected {math.prod(shape)} values for shape {list(shape)}; got {arr.size}")
+        raise InvalidInput.at((*loc, "data"), f"expected {math.prod(shape)} values for shape {fmt_shape(shape)}; got {arr.size}")
     return arr.reshape(shape)
 
 

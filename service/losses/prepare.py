@@ -113,7 +113,7 @@ def _roles(loss: Loss, tensors: dict[str, Decoded]) -> list[ErrorItem]:
         if k not in names
     ]
     errors += [
-        ErrorItem(("inputs", r.name), f"missing required role {r.name!r} {r.shape}")
+        ErrorItem(("inputs", r.name), f"missing required role {r.name!r} with shape {r.shape}")
         for r in loss.roles
         if not r.optional and r.name not in tensors
     ]
@@ -169,7 +169,8 @@ def _grad_roles(loss: Loss, wanted: bool | list[str], kinds: dict[str, str]) -> 
     errors = []
     for i, name in enumerate(wanted):
         if loss.role(name) is None:
-            errors.append(ErrorItem(("return_grad", i), f"unknown role {name!r} for {loss.name}"))
+            roles = ", ".join(r.name for r in loss.roles)
+            errors.append(ErrorItem(("return_grad", i), f"unknown role {name!r} for {loss.name}; expected {roles}"))
         elif name not in kinds:
             errors.append(ErrorItem(("return_grad", i), f"role {name!r} was not given"))
         elif not ok(name):

@@ -43,7 +43,11 @@ Reduction = Literal["mean", "sum", "none", "batchmean"]
 
 
 def _name_to_spec(value: object) -> object:
-    return {"name": value} if isinstance(value, str) else value
+    if isinstance(value, str):
+        return {"name": value}
+    if not isinstance(value, dict):
+        raise ValueError("expected a loss name or an object {name, params, reduction}")
+    return value
 
 
 class LossSpec(BaseModel):

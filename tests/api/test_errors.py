@@ -363,7 +363,7 @@ CASES_422 = {
     ),
     "missing-role": (
         mse(inputs={"input": X}),
-        ["inputs", "target"], "missing required role 'target' (*)",
+        ["inputs", "target"], "missing required role 'target' with shape (*)",
     ),
     "unknown-param": (
         mse(loss={"name": "smooth_l1", "params": {"bet": 0.5}}),
@@ -399,11 +399,11 @@ CASES_422 = {
     ),
     "data-length-not-matching-shape": (
         inputs(input={"data": [1.0, 2.0, 3.0, 4.0, 5.0], "shape": [2, 3]}),
-        ["inputs", "input", "data"], "expected 6 values for shape [2, 3]; got 5",
+        ["inputs", "input", "data"], "expected 6 values for shape (2, 3); got 5",
     ),
     "nested-data-not-matching-shape": (
         inputs(input={"data": X, "shape": [3, 2]}),
-        ["inputs", "input", "data"], "nested data has shape (2, 3), but 'shape' says (3, 2)",
+        ["inputs", "input", "data"], "expected shape (3, 2) from 'shape'; got nested data of shape (2, 3)",
     ),
     "negative-dimension": (
         inputs(input={"data": [1.0], "shape": [-1]}),
@@ -419,7 +419,7 @@ CASES_422 = {
     ),
     "unknown-top-level-field": (
         mse(extra=1),
-        ["extra"], "unknown field",
+        ["extra"], "unknown field 'extra'",
     ),
     "missing-loss": (
         {"inputs": {"input": X, "target": X}},
@@ -427,7 +427,7 @@ CASES_422 = {
     ),
     "return-grad-unknown-role": (
         mse(return_grad=["inptu"]),
-        ["return_grad", 0], "unknown role 'inptu' for mse",
+        ["return_grad", 0], "unknown role 'inptu' for mse; expected input, target",
     ),
     "return-grad-ill-typed": (
         mse(return_grad="input"),
@@ -466,7 +466,7 @@ def test_422_collects_every_request_level_error(client):
         (["loss", "reduction"], "smooth_l1 does not accept reduction 'batchmean'; expected one of mean, sum, none"),
         (["loss", "params", "bet"], "unknown parameter 'bet' for smooth_l1; did you mean 'beta'?"),
         (["inputs", "wieght"], "unknown role 'wieght' for smooth_l1; expected input, target"),
-        (["inputs", "target"], "missing required role 'target' (*)"),
+        (["inputs", "target"], "missing required role 'target' with shape (*)"),
     ]
     expect(r, 422, f"loss.reduction: {errors[0][1]} (and 3 more)", errors, "invalid-input")
 
@@ -588,3 +588,9 @@ def test_504_past_the_deadline():
     with make_client(engine={"request_timeout_s": 1e-9}) as c:
         r = c.post("/v1/evaluate", json=mse())
     expect(r, 504, "the request took longer than its deadline", [], "deadline-exceeded")
+
+
+def test_422_loss_of_the_wrong_type(client):
+    body = problem(client.post("/v1/evaluate", json={"loss": 5, "inputs": {}}), 422)
+    assert body["errors"] == [{"loc": ["loss"], "msg": "expected a loss name or an object {name, params, reduction}"}]
+    assert "LossSpec" not in json.dumps(body)
