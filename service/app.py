@@ -52,15 +52,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (losses.router, evaluate.router, health.router):
         app.include_router(router)
     problems.install(app)
-    if settings.cors_origins:
+    app.add_middleware(BodyLimit, max_bytes=settings.limits.max_body_bytes, read_timeout_s=settings.limits.read_timeout_s)
+    app.add_middleware(ApiKeys, keys=settings.auth.api_keys)
+    app.add_middleware(RequestContext, access_log=settings.access_log)
+    if settings.cors_origins:  # outermost: errors such as 401 carry CORS headers too
         app.add_middleware(
             CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
             allow_headers=["Authorization", "X-API-Key", "Content-Type", "X-Request-ID"],
             expose_headers=["X-Request-ID", "Retry-After"],
         )  # fmt: skip
-    app.add_middleware(BodyLimit, max_bytes=settings.limits.max_body_bytes, read_timeout_s=settings.limits.read_timeout_s)
-    app.add_middleware(ApiKeys, keys=settings.auth.api_keys)
-    app.add_middleware(RequestContext)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

@@ -54,13 +54,15 @@ class Settings(BaseSettings):
         env_prefix="LOSS_SERVICE_", env_nested_delimiter="__", extra="ignore"
     )
 
-    host: str = "127.0.0.1"
-    port: int = Field(8000, ge=0, le=65535)
+    host: str = Field("127.0.0.1", description="bind address (0.0.0.0 in the container image)")
+    port: int = Field(8000, ge=0, le=65535, description="port")
     workers: int = Field(1, ge=1, description="uvicorn worker processes")
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
-    access_log: bool = True
-    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    timeout_keep_alive_s: int = Field(5, ge=1)
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="JSON logs on stderr")
+    access_log: bool = Field(True, description="one JSON line per request (never tensor contents)")
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="comma-separated origins allowed by CORS; empty: CORS off"
+    )
+    timeout_keep_alive_s: int = Field(5, ge=1, description="idle keep-alive connections are closed after this")
     engine: EngineSettings = Field(default_factory=EngineSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)

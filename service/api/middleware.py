@@ -24,8 +24,9 @@ OPEN_PATHS = frozenset({"/healthz", "/readyz"})
 class RequestContext:
     """X-Request-ID in and out, one access-log line and the request metrics per request."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, access_log: bool = True) -> None:
         self.app = app
+        self.access_log = access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -50,13 +51,14 @@ class RequestContext:
         finally:
             self._record(scope, request_id, status, sent, time.perf_counter() - started)
 
-    @staticmethod
-    def _record(scope: Scope, request_id: str, status: int, sent: int, seconds: float) -> None:
+    def _record(self, scope: Scope, request_id: str, status: int, sent: int, seconds: float) -> None:
         route = scope.get("route")
         path = getattr(route, "path", "unmatched")
         loss = scope["state"].get("loss", "")
         metrics.REQUESTS.labels(path, loss, str(status)).inc()
         metrics.LATENCY.labels(path, loss).observe(seconds)
+        if not self.access_log:
+            return
         access.info(
             "%s %s %d",
             scope["method"],

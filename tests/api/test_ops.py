@@ -105,3 +105,39 @@ def test_unknown_route_is_problem_json(client):
 def test_wrong_method_is_problem_json(client):
     body = problem(client.get("/v1/evaluate"), 405)
     assert body["detail"] == "GET /v1/evaluate: method not allowed"
+
+
+def test_access_log_can_be_switched_off(caplog):
+    from ..conftest import make_client
+
+    with make_client(access_log=False) as c, caplog.at_level(logging.INFO, logger="service.access"):
+        c.get("/healthz")
+    assert not [r for r in caplog.records if r.name == "service.access"]
+
+
+def test_cors_when_origins_are_configured():
+    from ..conftest import make_client
+
+    with make_client(cors_origins="https://app.example", auth={"api_keys": ["k"]}) as c:
+        pre = c.options("/v1/evaluate", headers={"Origin": "https://app.example", "Access-Control-Request-Method": "POST",
+                                                 "Access-Control-Request-Headers": "authorization,content-type"})
+        assert pre.status_code == 200  # preflight needs no key
+        assert pre.headers["access-control-allow-origin"] == "https://app.example"
+        r = c.get("/healthz", headers={"Origin": "https://app.example"})
+        assert r.headers["access-control-allow-origin"] == "https://app.example"
+        assert "X-Request-ID" in r.headers["access-control-expose-headers"]
+        other = c.get("/healthz", headers={"Origin": "https://evil.example"})
+        assert "access-control-allow-origin" not in other.headers
+
+
+def test_cors_is_off_by_default(client):
+    assert "access-control-allow-origin" not in client.get("/healthz", headers={"Origin": "https://a.example"}).headers
+
+
+def test_cors_headers_on_auth_errors():
+    from ..conftest import make_client
+
+    with make_client(cors_origins="https://app.example", auth={"api_keys": ["k"]}) as c:
+        r = c.get("/v1/losses", headers={"Origin": "https://app.example"})
+        assert r.status_code == 401
+        assert r.headers["access-control-allow-origin"] == "https://app.example"
