@@ -38,3 +38,15 @@ def problem(response, status: int) -> dict:
     assert body["status"] == status
     assert set(body) == {"type", "title", "status", "detail", "errors"}
     return body
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``gpu`` run only where CUDA is present."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA (none on this machine)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..config import EngineSettings
-from ..errors import ComputeFailed, DeadlineExceeded, NotReady, Overloaded, ServiceError
+from ..errors import ComputeFailed, DeadlineExceeded, NotReady, Overloaded, ServiceError, TooLarge
 from ..losses.prepare import Job
 from ..observability import metrics
 from .compute import Outcome, group_key, run_group
@@ -194,6 +194,15 @@ class Engine:
         start = time.perf_counter()
         try:
             outcomes = run_group([t.job for t in tickets], self.device)
+        except torch.OutOfMemoryError:
+            self._release_device_memory()
+            if len(tickets) > 1:  # too big together: split the batch and try the halves
+                half = len(tickets) // 2
+                self._run_tickets(tickets[:half])
+                self._run_tickets(tickets[half:])
+                return
+            tickets[0].finish(TooLarge(f"the request does not fit in the memory of {self.device}, even alone"))
+            return
         except Exception as exc:  # noqa: BLE001 - isolated below
             if len(tickets) > 1:  # one bad batch-mate must not fail the others: run each alone
                 for t in tickets:
@@ -207,6 +216,10 @@ class Engine:
         for t, outcome in zip(tickets, outcomes):
             t.compute_ms = elapsed
             t.finish(outcome)
+
+    def _release_device_memory(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
 
     def _fail_all(self, current: list[Ticket], error: ServiceError) -> None:
         """Complete every ticket still open: the batch in hand and all that are queued."""

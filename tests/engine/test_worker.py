@@ -17,7 +17,7 @@ import torch
 from service.codecs.tensors import Decoded
 from service.config import EngineSettings
 from service.engine.worker import Engine
-from service.errors import ComputeFailed, DeadlineExceeded, NotReady, Overloaded
+from service.errors import ComputeFailed, DeadlineExceeded, NotReady, Overloaded, TooLarge
 from service.losses.base import Loss
 from service.losses.contract import role
 from service.losses.prepare import prepare
@@ -221,3 +221,66 @@ def test_group_key_keeps_weights_that_span_the_batch_apart():
     assert group_key(bce_logits([1.0, 2.0, 3.0])) is not None  # (C,) broadcasts over any N
     assert group_key(bce_logits([[1.0], [2.0]])) is None  # (N, 1) is this request's own rows
     assert group_key(bce_logits([[1.0, 2.0, 3.0]])) is not None  # (1, C)
+
+
+def ctc_job(T, S, seed, reduction="mean"):
+    from service.losses import default_registry
+
+    rng = np.random.default_rng(seed)
+    n, c = 2, 5
+    logits = torch.from_numpy(rng.standard_normal((T, n, c)))
+    tensors = {
+        "log_probs": Decoded(torch.log_softmax(logits, -1).numpy(), "float64"),
+        "targets": Decoded(rng.integers(1, c, (n, S)), None),
+        "input_lengths": Decoded(np.array([T, T - 1]), None),
+        "target_lengths": Decoded(np.array([S, S - 1]), None),
+    }
+    return prepare(default_registry(), "ctc", {}, reduction, tensors, ["log_probs"], False)
+
+
+def test_ctc_requests_of_different_lengths_are_padded_into_one_call(engine):
+    async def go():
+        jobs = [ctc_job(8, 3, 1), ctc_job(12, 4, 2, "sum"), ctc_job(6, 2, 3)]
+        gate, tasks = await held(engine, *jobs)
+        GATE.set()
+        await gate
+        return [(await t)[0] for t in tasks], jobs
+
+    outcomes, jobs = asyncio.run(go())
+    assert [o.batch_size for o in outcomes] == [3, 3, 3]
+    for o, j in zip(outcomes, jobs):
+        a = {k: torch.from_numpy(v) for k, v in j.arrays.items()}
+        lp = a["log_probs"].clone().requires_grad_(True)
+        want = torch.nn.functional.ctc_loss(lp, a["targets"], a["input_lengths"], a["target_lengths"],
+                                            reduction=j.reduction)
+        want.backward()
+        assert o.value == pytest.approx(want.item(), rel=1e-12)
+        assert o.grads["log_probs"].shape == tuple(lp.shape)
+        np.testing.assert_allclose(o.grads["log_probs"], lp.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_out_of_memory_splits_the_batch_and_refuses_what_does_not_fit_alone(engine, monkeypatch):
+    import service.engine.worker as worker
+
+    real = worker.run_group
+    calls = []
+
+    def tight_memory(jobs, device):
+        calls.append(len(jobs))
+        if len(jobs) > 2 or any(j.arrays["input"].shape[0] == 9 for j in jobs):
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 8.00 GiB")
+        return real(jobs, device)
+
+    async def go():
+        jobs = [job(n=2, seed=1), job(n=2, seed=2), job(n=9, seed=3), job(n=2, seed=4)]
+        gate, tasks = await held(engine, *jobs)
+        monkeypatch.setattr(worker, "run_group", tight_memory)
+        GATE.set()
+        await gate
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    a, b, big, d = asyncio.run(go())
+    assert calls == [4, 2, 2, 1, 1]  # all four; the first half fits; the second half is split again
+    assert a[0].batch_size == b[0].batch_size == 2 and d[0].batch_size == 1
+    assert isinstance(big, TooLarge) and big.status == 413
+    assert big.detail == "the request does not fit in the memory of cpu, even alone"
