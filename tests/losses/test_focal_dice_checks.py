@@ -10,22 +10,9 @@ from pydantic import ValidationError
 
 from service.errors import ErrorItem
 from service.losses import dice, focal
-from service.losses.base import Checked
-from service.losses.contract import FLOAT, INTEGER, check_shapes
-from service.losses.registry import Registry
+from service.losses.contract import FLOAT, INTEGER
 
-REGISTRY = Registry(focal.LOSSES + dice.LOSSES)
-
-
-def checked(name, params, **arrays):
-    loss = REGISTRY.get(name)
-    binding = check_shapes(loss.roles, {k: v.shape for k, v in arrays.items()})
-    return Checked(arrays=arrays, params=loss.params.model_validate(params), binding=binding)
-
-
-def errors(name, params, **arrays):
-    c = checked(name, params, **arrays)
-    return [e for v in REGISTRY.get(name).validate for e in v(c)]
+from .validators import REGISTRY, checked, errors
 
 
 def logits(*shape):

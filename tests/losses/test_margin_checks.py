@@ -5,21 +5,10 @@ import pytest
 from pydantic import ValidationError
 
 from service.errors import ErrorItem
-from service.losses import Registry, ctc, margin
-from service.losses.base import Checked
-from service.losses.contract import check_shapes
 
-REGISTRY = Registry(margin.LOSSES + ctc.LOSSES)
+from .validators import REGISTRY, errors
+
 F32, I64 = np.float32, np.int64
-
-
-def errors(name: str, params: dict | None = None, **arrays) -> list[ErrorItem]:
-    """Every error the loss's validators report for these arrays (already shape-checked)."""
-    loss = REGISTRY.get(name)
-    arrays = {k: np.asarray(v) for k, v in arrays.items()}
-    binding = check_shapes(loss.roles, {k: v.shape for k, v in arrays.items()})
-    checked = Checked(arrays, loss.params.model_validate(params or {}), binding)
-    return [e for check in loss.validate for e in check(checked)]
 
 
 def at(*loc):
