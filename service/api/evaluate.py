@@ -14,6 +14,7 @@ from ..codecs.npy import read_npy
 from ..codecs.tensors import Decoded, decode_tensor
 from ..config import Settings
 from ..engine.compute import Outcome
+from ..errors import UnknownLoss
 from ..engine.worker import Engine, Ticket
 from ..losses.prepare import Job, prepare
 from ..losses.registry import Registry
@@ -52,8 +53,7 @@ async def evaluate(request: Request) -> Response:
     state = request.app.state
     settings: Settings = state.settings
     engine: Engine = state.engine
-    started = time.perf_counter()
-    deadline = started + settings.engine.request_timeout_s
+    deadline = time.perf_counter() + settings.engine.request_timeout_s
     reserved = int(request.headers.get("content-length") or 0)
     engine.reserve(reserved)
     try:
@@ -67,32 +67,35 @@ async def evaluate(request: Request) -> Response:
         reserved += working
         outcome, ticket = await engine.submit(job, deadline)
         content = _content(job, outcome, ticket, str(engine.device), encoding)
-        big = job.nbytes > INLINE_BYTES and (job.grad_roles or job.return_elementwise)
-        payload = await run_in_threadpool(encode.dumps, content) if big else encode.dumps(content)
-        return Response(payload, media_type="application/json")
+        out_bytes = job.nbytes if (job.grad_roles or job.return_elementwise) else 0
+        return Response(await _sized(out_bytes, encode.dumps, content), media_type="application/json")
     finally:
         engine.release(reserved)
 
 
 async def _decode(request: Request, settings: Settings, registry: Registry) -> tuple[Job, str]:
-    kind, raw = await read_body(request, settings.limits.max_body_bytes)
+    kind, raw = await read_body(request)
     if kind == "json":
-        parsed = await run_in_threadpool(parse_json, raw) if len(raw) > INLINE_BYTES else parse_json(raw)
-        body = Body(parsed)
+        body = Body(await _sized(len(raw), parse_json, raw))
     else:
         body = await read_multipart(request, settings.limits.max_body_bytes)
     request.scope["state"]["loss"] = _loss_label(registry, body.request)
     size = len(raw or b"") + sum(len(v) for v in body.files.values())
-    build = lambda: _job(body, settings.limits.max_elements, registry)  # noqa: E731
-    job = await run_in_threadpool(build) if size > INLINE_BYTES else build()
+    job = await _sized(size, _job, body, settings.limits.max_elements, registry)
     return job, body.request.response_encoding
+
+
+async def _sized(size: int, fn, *args):
+    """Small work inline; large work (decoding, encoding) off the event loop, so that other
+    requests keep flowing while it runs."""
+    return await run_in_threadpool(fn, *args) if size > INLINE_BYTES else fn(*args)
 
 
 def _loss_label(registry: Registry, req: EvaluateRequest) -> str:
     """The canonical name for metrics, or 'unknown' (never the client's free text)."""
     try:
         return registry.get(req.loss.name).name
-    except Exception:  # noqa: BLE001 - an unknown name is reported by prepare()
+    except UnknownLoss:  # reported to the client by prepare()
         return "unknown"
 
 

@@ -25,7 +25,7 @@ def media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
-async def read_body(request: Request, max_bytes: int) -> tuple[str, bytes | None]:
+async def read_body(request: Request) -> tuple[str, bytes | None]:
     """The media type, and the raw body for JSON (multipart is streamed by its parser)."""
     kind = media_type(request)
     if kind == "application/json" or kind.endswith("+json"):
