@@ -41,11 +41,11 @@ def main(argv: list[str] | None = None) -> None:
         timeout_graceful_shutdown=settings.engine.request_timeout_s,
         proxy_headers=True,
     )
-    server = DrainingServer(config)
     if config.workers > 1:
-        Multiprocess(config, target=server.run, sockets=[config.bind_socket()]).run()
+        # uvicorn's supervisor: each spawned worker runs its own server, engine and drain
+        Multiprocess(config, sockets=[config.bind_socket()]).run()
     else:
-        server.run()
+        DrainingServer(config).run()
 
 
 class DrainingServer(uvicorn.Server):

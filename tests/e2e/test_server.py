@@ -111,3 +111,31 @@ def test_sigterm_exits_cleanly(server):
     assert curl(f"{url}/healthz").stdout == '{"status":"ok"}'
     os.killpg(proc.pid, signal.SIGTERM)
     assert proc.wait(30) == 0
+
+
+def test_two_workers_serve_and_stop_cleanly(tmp_path):
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOSS_SERVICE_")}
+    with open(tmp_path / "server.log", "w+b") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        try:
+            url = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 120
+            while curl("-o", "/dev/null", "-w", "%{http_code}", f"{url}/readyz").stdout != "200":
+                assert proc.poll() is None and time.monotonic() < deadline, log.seek(0) or log.read().decode()
+                time.sleep(0.3)
+            info = json.loads(curl(f"{url}/v1/info").stdout)
+            assert info["torch_threads"] == max(1, (os.cpu_count() or 1) // 2)  # cores shared by the workers
+            body = json.dumps({"loss": "l1", "inputs": {"input": [[1.0, -1.0]], "target": [[0.0, 0.0]]}})
+            for _ in range(6):
+                r = curl("-X", "POST", f"{url}/v1/evaluate", "-H", "Content-Type: application/json", "-d", body)
+                assert json.loads(r.stdout)["value"] == 1.0
+            os.killpg(proc.pid, signal.SIGTERM)
+            assert proc.wait(60) == 0
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
