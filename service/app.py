@@ -17,6 +17,7 @@ from .config import Settings
 from .engine.device import choose_device, configure_threads
 from .engine.worker import Engine
 from .losses import default_registry
+from .observability import metrics
 from .schemas.evaluate import EvaluateRequest
 
 log = logging.getLogger("service")
@@ -30,6 +31,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         threads = configure_threads(settings.engine.torch_threads, settings.workers)
         engine = Engine(settings.engine, choose_device(settings.engine.device))
         engine.start()
+        metrics.watch_engine(engine)
         app.state.engine = engine
         app.state.draining = False
         restore = _drain_on_sigterm(app)
@@ -52,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (losses.router, evaluate.router, health.router):
         app.include_router(router)
     problems.install(app)
+    app.add_middleware(evaluate.EvaluateFastPath)
     app.add_middleware(BodyLimit, max_bytes=settings.limits.max_body_bytes, read_timeout_s=settings.limits.read_timeout_s)
     app.add_middleware(ApiKeys, keys=settings.auth.api_keys)
     app.add_middleware(RequestContext, access_log=settings.access_log)

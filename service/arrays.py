@@ -29,10 +29,13 @@ FLOAT_MAX = {
 }
 
 
-def overflows(arr: np.ndarray, dtype: str) -> np.ndarray:
-    """Where finite values lie beyond what the float dtype ``dtype`` can hold."""
+def overflows(arr: np.ndarray, dtype: str) -> np.ndarray | None:
+    """Where finite values lie beyond what the float dtype ``dtype`` can hold; None if nowhere.
+    (Two reductions on the common path; the mask is built only when something overflows.)"""
     limit = FLOAT_MAX[dtype]
-    if arr.dtype.kind == "f" and float(np.finfo(arr.dtype).max) <= limit:
-        return np.zeros(arr.shape, dtype=bool)  # nothing this array holds can overflow
+    if arr.size == 0 or (arr.dtype.kind == "f" and float(np.finfo(arr.dtype).max) <= limit):
+        return None  # nothing this array holds can overflow
     with np.errstate(invalid="ignore"):
+        if max(abs(float(np.nanmax(arr))), abs(float(np.nanmin(arr)))) <= limit or arr.dtype.kind == "b":
+            return None
         return np.isfinite(arr) & (np.abs(arr.astype(np.float64, copy=False)) > limit)

@@ -7,6 +7,7 @@ import time
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..codecs import encode
 from ..codecs.body import Body, parse_json, read_body, read_multipart
@@ -14,12 +15,12 @@ from ..codecs.npy import read_npy
 from ..codecs.tensors import Decoded, decode_tensor
 from ..config import Settings
 from ..engine.compute import Outcome
-from ..errors import UnknownLoss
+from ..errors import ServiceError, UnknownLoss
 from ..engine.worker import Engine, Ticket
 from ..losses.prepare import Job, prepare
 from ..losses.registry import Registry
 from ..schemas.evaluate import EvaluateRequest, EvaluateResponse
-from .problems import responses
+from .problems import problem_response, responses, unexpected_response
 
 router = APIRouter(tags=["evaluate"])
 INLINE_BYTES = 64 * 1024  # bodies larger than this are decoded and encoded off the event loop
@@ -130,3 +131,31 @@ def _content(job: Job, outcome: Outcome, ticket: Ticket, device: str, encoding: 
             "compute_ms": round(ticket.compute_ms, 3),
         },
     }
+
+
+class EvaluateFastPath:
+    """Serves ``POST /v1/evaluate`` (the hot route) without FastAPI's per-request routing,
+    dependency and exception machinery: measured at about a fifth of a small request's time.
+
+    Installed as the innermost of the service's middleware, so request ids, access logs,
+    metrics, API keys and body limits apply as to every route. The FastAPI route above stays
+    registered: it is what the OpenAPI document describes, and it serves if this is removed.
+    """
+
+    PATH = "/v1/evaluate"
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.route = next(r for r in router.routes if getattr(r, "path", None) == self.PATH)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != self.PATH or scope["method"] != "POST":
+            return await self.app(scope, receive, send)
+        scope["route"] = self.route
+        try:
+            response = await evaluate(Request(scope, receive))
+        except ServiceError as exc:
+            response = problem_response(exc)
+        except Exception:  # noqa: BLE001 - logged; the client gets a bare 500 problem
+            response = unexpected_response("POST", self.PATH)
+        await response(scope, receive, send)

@@ -7,7 +7,7 @@ import hmac
 import logging
 import re
 import time
-import uuid
+import os
 
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -32,7 +32,7 @@ class RequestContext:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         given = Headers(scope=scope).get("x-request-id", "")
-        request_id = given if _SAFE_ID.match(given) else uuid.uuid4().hex
+        request_id = given if _SAFE_ID.match(given) else os.urandom(16).hex()
         scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
         status, sent = 500, 0
@@ -55,8 +55,7 @@ class RequestContext:
         route = scope.get("route")
         path = getattr(route, "path", "unmatched")
         loss = scope["state"].get("loss", "")
-        metrics.REQUESTS.labels(path, loss, str(status)).inc()
-        metrics.LATENCY.labels(path, loss).observe(seconds)
+        metrics.observe_request(path, loss, status, seconds)
         if not self.access_log:
             return
         access.info(
@@ -127,8 +126,9 @@ class BodyLimit:
         async def limited() -> Message:
             nonlocal received
             try:
-                message = await asyncio.wait_for(receive(), self.read_timeout_s)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(self.read_timeout_s):  # no extra task, unlike wait_for
+                    message = await receive()
+            except TimeoutError:
                 raise MalformedRequest(f"the request body did not arrive within {self.read_timeout_s:g} s") from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))

@@ -51,7 +51,12 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return unexpected_response(request.method, request.url.path)
+
+
+def unexpected_response(method: str, path: str) -> Response:
+    """Log the exception being handled; tell the client only that it happened."""
+    log.exception("unhandled error on %s %s", method, path)
     return problem_response(ServiceError("an internal error occurred; it was logged"))
 
 

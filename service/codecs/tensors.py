@@ -114,7 +114,7 @@ def _cast(arr: np.ndarray, name: str, loc: Loc) -> np.ndarray:
     target = DTYPES[name]
     if target.kind == "f":
         bad = overflows(arr, name)
-        if bad.any():
+        if bad is not None and bad.any():
             raise InvalidInput.at((*loc, "data"), f"value {first_value(arr, bad)} out of range for {name} at position {position(arr, bad)}")
     if target.kind in "iub":
         if arr.dtype.kind == "f":

@@ -95,11 +95,9 @@ class Engine:
             metrics.REJECTIONS.labels("inflight_bytes").inc()
             raise Overloaded("the in-flight byte budget is full; retry later")
         self.inflight_bytes += nbytes
-        metrics.INFLIGHT_BYTES.set(self.inflight_bytes)
 
     def release(self, nbytes: int) -> None:
         self.inflight_bytes -= nbytes
-        metrics.INFLIGHT_BYTES.set(self.inflight_bytes)
 
     async def submit(self, job: Job, deadline: float) -> tuple[Outcome, Ticket]:
         loop = asyncio.get_running_loop()
@@ -111,16 +109,17 @@ class Engine:
                 metrics.REJECTIONS.labels("queue_full").inc()
                 raise Overloaded("the queue is full; retry later")
             self._queue.append(ticket)
-            metrics.QUEUE_DEPTH.set(len(self._queue))
             self._cond.notify()
         try:
-            outcome = await asyncio.wait_for(ticket.future, max(0.0, deadline - time.perf_counter()))
-        except (asyncio.TimeoutError, asyncio.CancelledError) as exc:
-            ticket.cancelled = True
-            if isinstance(exc, asyncio.CancelledError):
-                raise
+            async with asyncio.timeout_at(loop.time() + max(0.0, deadline - time.perf_counter())):
+                outcome = await ticket.future
+        except TimeoutError:
+            ticket.cancelled = True  # the worker skips it if it has not started
             metrics.REJECTIONS.labels("deadline").inc()
             raise DeadlineExceeded("the request took longer than its deadline") from None
+        except asyncio.CancelledError:  # the client went away
+            ticket.cancelled = True
+            raise
         return outcome, ticket
 
     # --- the worker thread -----------------------------------------------------------------
@@ -151,9 +150,7 @@ class Engine:
                 left = until - time.perf_counter()
                 if left <= 0 or not self._cond.wait(left):
                     break
-            batch = self._take(s.max_batch_requests, s.max_batch_elements)
-            metrics.QUEUE_DEPTH.set(len(self._queue))
-            return batch
+            return self._take(s.max_batch_requests, s.max_batch_elements)
 
     def _take(self, max_requests: int, max_elements: int) -> list[Ticket]:
         """The oldest ticket and the queued tickets that may share its compute call."""

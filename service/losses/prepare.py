@@ -139,11 +139,11 @@ def _convert(role: str, t: Decoded, kind: str, dtype: str) -> np.ndarray:
     if kind == FLOAT:
         if t.dtype is not None and t.dtype not in FLOAT_DTYPES:
             raise InvalidInput.at(loc, f"expected a float tensor ({', '.join(FLOAT_DTYPES)}); got {t.dtype}")
-        bad = ~np.isfinite(arr)
-        if bad.any():
+        if not np.isfinite(arr).all():
+            bad = ~np.isfinite(arr)
             raise InvalidInput.at(loc, f"non-finite value {first_value(arr, bad)} at position {position(arr, bad)}")
         bad = overflows(arr, dtype)
-        if bad.any():
+        if bad is not None and bad.any():
             raise InvalidInput.at(loc, f"value {first_value(arr, bad)} out of range for {dtype} at position {position(arr, bad)}")
         return arr.astype(NP_FLOAT[dtype], copy=False)
     if t.dtype == "bool" or arr.dtype.kind == "b":

@@ -22,3 +22,22 @@ BATCH_SIZE = Histogram(
 QUEUE_WAIT = Histogram("loss_service_queue_wait_seconds", "Time a job waited in the queue", buckets=_LATENCY_BUCKETS, registry=REGISTRY)
 COMPUTE_TIME = Histogram("loss_service_compute_seconds", "Time of one compute call", buckets=_LATENCY_BUCKETS, registry=REGISTRY)
 REJECTIONS = Counter("loss_service_rejections_total", "Requests refused or dropped, by cause", ["cause"], registry=REGISTRY)
+
+
+_children: dict[tuple, tuple] = {}
+
+
+def observe_request(route: str, loss: str, status: int, seconds: float) -> None:
+    """Count one request and its latency (label children cached: this runs on every request)."""
+    key = (route, loss, status)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = (REQUESTS.labels(route, loss, str(status)), LATENCY.labels(route, loss))
+    child[0].inc()
+    child[1].observe(seconds)
+
+
+def watch_engine(engine) -> None:
+    """Queue depth and in-flight bytes are read from the engine when scraped, not set per request."""
+    QUEUE_DEPTH.set_function(lambda: engine.queue_depth)
+    INFLIGHT_BYTES.set_function(lambda: engine.inflight_bytes)
