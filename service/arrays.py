@@ -35,7 +35,9 @@ def overflows(arr: np.ndarray, dtype: str) -> np.ndarray | None:
     limit = FLOAT_MAX[dtype]
     if arr.size == 0 or (arr.dtype.kind == "f" and float(np.finfo(arr.dtype).max) <= limit):
         return None  # nothing this array holds can overflow
-    with np.errstate(invalid="ignore"):
-        if max(abs(float(np.nanmax(arr))), abs(float(np.nanmin(arr)))) <= limit or arr.dtype.kind == "b":
+    if arr.dtype.kind == "b":
+        return None
+    with np.errstate(invalid="ignore"):  # NaN compares false: it never counts as an overflow
+        if not (float(arr.max()) > limit or float(arr.min()) < -limit):
             return None
         return np.isfinite(arr) & (np.abs(arr.astype(np.float64, copy=False)) > limit)

@@ -56,14 +56,14 @@ class RequestContext:
         path = getattr(route, "path", "unmatched")
         loss = scope["state"].get("loss", "")
         metrics.observe_request(path, loss, status, seconds)
-        if not self.access_log:
+        if not self.access_log or not access.isEnabledFor(logging.INFO):
             return
         access.info(
             "%s %s %d",
             scope["method"],
             scope["path"],
             status,
-            extra={
+            extra={"fields": {
                 "request_id": request_id,
                 "method": scope["method"],
                 "path": scope["path"],
@@ -73,8 +73,8 @@ class RequestContext:
                 "bytes_in": int(Headers(scope=scope).get("content-length", 0) or 0),
                 "bytes_out": sent,
                 "client": (scope.get("client") or ("", 0))[0],
-            },
-        )
+            }},
+        )  # fmt: skip
 
 
 class ApiKeys:

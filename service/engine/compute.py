@@ -7,6 +7,7 @@ formula, and one backward pass over the sum of the values gives every request it
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,9 +64,10 @@ def run_group(jobs: list[Job], device: torch.device) -> list[Outcome]:
         for leaf in leaves:
             leaf.requires_grad_(True)
         el = head.loss.forward(inputs, head.params)
+        dims = _batch_dims(head)
         values, totals, offset = [], [], 0
         for job, n in zip(jobs, sizes):
-            el_i, own = _slice(el, inputs, job, offset, n)
+            el_i, own = _slice(el, inputs, dims, offset, n)
             value = None if job.reduction == "none" else job.loss.reduce(el_i, own, job.params, job.reduction)
             values.append(value)
             totals.append(el_i.sum() if value is None else value)
@@ -91,17 +93,32 @@ def _unpad(t: torch.Tensor, job: Job, role: str) -> torch.Tensor:
     return t
 
 
-def _slice(el, inputs, job, offset, n):
-    """Request's own slice of the elementwise values and of its inputs (all of them when alone)."""
+def _slice(el, tensors, dims, offset, n):
+    """A request's own slice of the elementwise values and of its tensors (all when alone)."""
     if n is None:
-        return el, inputs
+        return el, tensors
     own_el = None if el is None else el.narrow(0, offset, n)
-    return own_el, {k: v.narrow(_batch_dim(job, k), offset, n) for k, v in inputs.items()}
+    return own_el, _Rows(tensors, dims, offset, n)
 
 
-def _batch_dim(job: Job, role: str) -> int:
-    r = job.loss.role(role)
-    return (r.batch_dim or 0) if r else 0
+def _batch_dims(job: Job) -> dict[str, int]:
+    return {r.name: r.batch_dim or 0 for r in job.loss.roles}
+
+
+class _Rows(Mapping):
+    """One request's rows of batched tensors, narrowed only when its reduction asks for them."""
+
+    def __init__(self, tensors: dict[str, torch.Tensor], dims: dict[str, int], offset: int, n: int) -> None:
+        self._tensors, self._dims, self._offset, self._n = tensors, dims, offset, n
+
+    def __getitem__(self, role: str) -> torch.Tensor:
+        return self._tensors[role].narrow(self._dims[role], self._offset, self._n)
+
+    def __iter__(self):
+        return iter(self._tensors)
+
+    def __len__(self) -> int:
+        return len(self._tensors)
 
 
 def _to_device(arr: np.ndarray, grad: bool, job: Job, device: torch.device) -> torch.Tensor:
@@ -114,18 +131,18 @@ def _to_device(arr: np.ndarray, grad: bool, job: Job, device: torch.device) -> t
 
 
 def _outcomes(jobs, sizes, el, values, grads) -> list[Outcome]:
+    """Copy the results to the host once for the whole group, then cut them per request."""
     el_host = el.detach().to("cpu") if any(j.return_elementwise for j in jobs) else None
     grads_host = {k: g.detach().to("cpu") for k, g in grads.items()}
-    vals = torch.stack([v.detach() for v in values if v is not None]).to("cpu").tolist() if any(v is not None for v in values) else []
-    out, offset, vi = [], 0, 0
+    reduced = [v.detach() for v in values if v is not None]
+    host_values = iter(torch.stack(reduced).to("cpu").tolist() if reduced else [])
+    dims = _batch_dims(jobs[0])
+    out, offset = [], 0
     for job, n, v in zip(jobs, sizes, values):
-        value = None
-        if v is not None:
-            value, vi = vals[vi], vi + 1
-        own_el, own_grads = _slice(el_host, grads_host, job, offset, n)
+        own_el, own_grads = _slice(el_host, grads_host, dims, offset, n)
         elementwise = _numpy(own_el) if job.return_elementwise else None
-        grads = {k: _numpy(_unpad(t, job, k)) for k, t in own_grads.items()}
-        out.append(Outcome(value, elementwise, grads, len(jobs)))
+        grads = {k: _numpy(_unpad(own_grads[k], job, k)) for k in grads_host}
+        out.append(Outcome(None if v is None else next(host_values), elementwise, grads, len(jobs)))
         offset += n or 0
     return out
 

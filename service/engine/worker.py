@@ -37,18 +37,33 @@ class Ticket:
     cancelled: bool = False
 
     def finish(self, result: Outcome | BaseException) -> None:
-        def settle() -> None:
-            if self.future.done():
-                return
-            if isinstance(result, BaseException):
-                self.future.set_exception(result)
-            else:
-                self.future.set_result(result)
+        finish_all([(self, result)])
 
+    def settle(self, result: Outcome | BaseException) -> None:
+        """On the event loop: complete the future (unless the request already gave up)."""
+        if self.future.done():
+            return
+        if isinstance(result, BaseException):
+            self.future.set_exception(result)
+        else:
+            self.future.set_result(result)
+
+
+def finish_all(results: list[tuple[Ticket, Outcome | BaseException]]) -> None:
+    """Complete many tickets with one cross-thread call per event loop (one wake-up, not one each)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list] = {}
+    for ticket, result in results:
+        by_loop.setdefault(ticket.loop, []).append((ticket, result))
+    for loop, items in by_loop.items():
         try:
-            self.loop.call_soon_threadsafe(settle)
+            loop.call_soon_threadsafe(_settle, items)
         except RuntimeError:  # the loop is closed: nobody is waiting any more
             pass
+
+
+def _settle(items: list[tuple[Ticket, Outcome | BaseException]]) -> None:
+    for ticket, result in items:
+        ticket.settle(result)
 
 
 class Engine:
@@ -210,9 +225,9 @@ class Engine:
         elapsed = (time.perf_counter() - start) * 1000
         metrics.BATCH_SIZE.observe(len(tickets))
         metrics.COMPUTE_TIME.observe(elapsed / 1000)
-        for t, outcome in zip(tickets, outcomes):
+        for t in tickets:
             t.compute_ms = elapsed
-            t.finish(outcome)
+        finish_all(list(zip(tickets, outcomes)))
 
     def _release_device_memory(self) -> None:
         if self.device.type == "cuda":

@@ -6,14 +6,16 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..errors import ErrorItem
 from ..arrays import first_value, fmt_shape, position
+from ..errors import ErrorItem
 
 
 def class_indices(
     arr: np.ndarray, classes: int, role: str, ignore_index: int | None = None
 ) -> list[ErrorItem]:
     """Indices must lie in ``[0, classes)``, ``ignore_index`` aside."""
+    if arr.min() >= 0 and arr.max() < classes:
+        return []  # the common case: two reductions, no temporaries
     bad = (arr < 0) | (arr >= classes)
     if ignore_index is not None:
         bad &= arr != ignore_index

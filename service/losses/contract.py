@@ -10,9 +10,11 @@ source in error messages:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 from ..arrays import fmt_shape
+from ..errors import InvalidInput
 
 FLOAT, INTEGER, EITHER = "float", "integer", "either"
 
@@ -34,32 +36,32 @@ class Form:
     def min_rank(self) -> int:
         return sum(1 for t in self.pattern if t != "*")
 
+    @functools.cached_property
+    def _parts(self) -> tuple[tuple, bool, tuple]:
+        """(tokens before ``*``, whether there is a ``*``, tokens after it); literals as ints."""
+        tokens = tuple(int(t) if t.isdigit() else t for t in self.pattern)
+        if "*" not in tokens:
+            return tokens, False, ()
+        star = tokens.index("*")
+        return tokens[:star], True, tokens[star + 1 :]
+
     def match(self, shape: tuple[int, ...], dims: Dims) -> Dims | None:
         """The bindings extended by ``shape``, or None when it does not fit."""
-        star = self.pattern.index("*") if "*" in self.pattern else None
-        if star is None and len(shape) != len(self.pattern):
-            return None
-        if star is not None and len(shape) < len(self.pattern) - 1:
+        head, star, tail = self._parts
+        n, fixed = len(shape), len(head) + len(tail)
+        if n < fixed or (not star and n != fixed):
             return None
         new = dict(dims)
-        if star is None:
-            pairs = list(zip(self.pattern, shape))
-        else:
-            tail = len(self.pattern) - star - 1
-            rest = shape[star : len(shape) - tail]
-            if "*" in new and new["*"] != tuple(rest):
+        if star:
+            rest = tuple(shape[len(head) : n - len(tail)])
+            if new.setdefault("*", rest) != rest:
                 return None
-            new["*"] = tuple(rest)
-            pairs = list(zip(self.pattern[:star], shape[:star]))
-            pairs += list(zip(self.pattern[star + 1 :], shape[len(shape) - tail :]))
-        for token, size in pairs:
-            if token.isdigit():
-                if int(token) != size:
+        for token, size in zip(head + tail, shape[: len(head)] + shape[n - len(tail) :]):
+            if type(token) is int:
+                if token != size:
                     return None
-            elif token in new and new[token] != size:
+            elif new.setdefault(token, size) != size:
                 return None
-            else:
-                new[token] = size
         return new
 
     def bound(self, dims: Dims) -> str | None:
@@ -126,8 +128,6 @@ class Binding:
 
 def check_shapes(roles: tuple[Role, ...], shapes: dict[str, tuple[int, ...]]) -> Binding:
     """Bind every present role's shape against its forms; raise InvalidInput on the first misfit."""
-    from ..errors import InvalidInput
-
     binding = Binding()
     for r in roles:
         if r.name not in shapes:
@@ -136,8 +136,9 @@ def check_shapes(roles: tuple[Role, ...], shapes: dict[str, tuple[int, ...]]) ->
         for f in r.forms:
             new = f.match(shape, binding.dims)
             if new is not None:
-                for letter in new.keys() - binding.dims.keys():
-                    binding.sources[letter] = (r.name, f, shape)
+                for letter in new:
+                    if letter not in binding.sources:
+                        binding.sources[letter] = (r.name, f, shape)
                 binding.dims = new
                 binding.forms[r.name] = f
                 break

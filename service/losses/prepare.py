@@ -139,13 +139,15 @@ def _convert(role: str, t: Decoded, kind: str, dtype: str) -> np.ndarray:
     if kind == FLOAT:
         if t.dtype is not None and t.dtype not in FLOAT_DTYPES:
             raise InvalidInput.at(loc, f"expected a float tensor ({', '.join(FLOAT_DTYPES)}); got {t.dtype}")
-        if not np.isfinite(arr).all():
-            bad = ~np.isfinite(arr)
+        with np.errstate(over="ignore"):  # a value too large for the dtype becomes inf: found below
+            out = arr.astype(NP_FLOAT[dtype], copy=False)
+        if np.isfinite(out).all() and (dtype != "bfloat16" or overflows(out, dtype) is None):
+            return out  # the common case: one cast and one pass
+        bad = ~np.isfinite(arr)
+        if bad.any():
             raise InvalidInput.at(loc, f"non-finite value {first_value(arr, bad)} at position {position(arr, bad)}")
         bad = overflows(arr, dtype)
-        if bad is not None and bad.any():
-            raise InvalidInput.at(loc, f"value {first_value(arr, bad)} out of range for {dtype} at position {position(arr, bad)}")
-        return arr.astype(NP_FLOAT[dtype], copy=False)
+        raise InvalidInput.at(loc, f"value {first_value(arr, bad)} out of range for {dtype} at position {position(arr, bad)}")
     if t.dtype == "bool" or arr.dtype.kind == "b":
         raise InvalidInput.at(loc, "expected integers; got bool")
     if arr.dtype.kind == "f":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from collections.abc import Iterable
 
@@ -10,6 +11,7 @@ from ..errors import Loc, UnknownLoss
 from .base import Loss
 
 
+@functools.lru_cache(maxsize=4096)
 def normalize(name: str) -> str:
     """``CrossEntropyLoss``, ``cross_entropy`` and ``crossentropyloss`` all become ``crossentropy``."""
     key = re.sub(r"[\s_\-]", "", name).lower()

@@ -7,6 +7,7 @@ import logging
 
 import torch
 
+from service.observability.logging import JsonFormatter
 from service.openapi import DEFAULT_PATH
 
 from ..conftest import problem
@@ -65,16 +66,18 @@ def test_access_log_has_no_tensor_contents(client, caplog):
     body = {"loss": "mse", "inputs": {"input": [[123.456]], "target": [[654.321]]}}
     with caplog.at_level(logging.INFO, logger="service.access"):
         client.post("/v1/evaluate", json=body, headers={"X-Request-ID": "log-check"})
-    records = [r for r in caplog.records if r.name == "service.access" and getattr(r, "request_id", "") == "log-check"]
+    records = [r for r in caplog.records if r.name == "service.access" and r.fields["request_id"] == "log-check"]
     assert len(records) == 1
     rec = records[0]
-    assert (rec.method, rec.path, rec.status, rec.loss) == ("POST", "/v1/evaluate", 200, "mse")
-    assert "123.456" not in rec.getMessage() and "123.456" not in json.dumps(vars(rec), default=str)
+    line = json.loads(JsonFormatter().format(rec))
+    assert {k: line[k] for k in ("method", "path", "status", "loss")} == {
+        "method": "POST", "path": "/v1/evaluate", "status": 200, "loss": "mse"}
+    assert line["msg"] == "POST /v1/evaluate 200" and line["duration_ms"] > 0
+    assert line["bytes_in"] > 0 and line["bytes_out"] > 0
+    assert "123.456" not in json.dumps(line)
 
 
 def test_json_log_format():
-    from service.observability.logging import JsonFormatter
-
     rec = logging.LogRecord("service.access", logging.INFO, "x.py", 1, "GET %s", ("/healthz",), None)
     rec.request_id = "r1"
     line = json.loads(JsonFormatter().format(rec))
