@@ -18,6 +18,7 @@ from .engine.device import choose_device, configure_threads
 from .engine.worker import Engine
 from .losses import default_registry
 from .observability import metrics
+from .observability.logging import AccessLog
 from .schemas.evaluate import EvaluateRequest
 
 log = logging.getLogger("service")
@@ -41,31 +42,48 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             app.state.draining = True
             engine.stop()
+            app.state.access_log.flush()
             restore()
 
-    app = FastAPI(
+    app = LossService(
         title="loss-service",
         version=__version__,
         summary="PyTorch loss functions over HTTP: values, per-element values and gradients.",
         lifespan=lifespan,
+        # The service exports Prometheus metrics and JSON logs of its own; FastAPI's built-in
+        # OpenTelemetry hooks would only add per-request checks for providers nobody configured.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.state.settings = settings
+    app.state.access_log = AccessLog(enabled=settings.access_log)
     app.state.registry = default_registry()
     for router in (losses.router, evaluate.router, health.router):
         app.include_router(router)
     problems.install(app)
-    app.add_middleware(evaluate.EvaluateFastPath)
-    app.add_middleware(BodyLimit, max_bytes=settings.limits.max_body_bytes, read_timeout_s=settings.limits.read_timeout_s)
-    app.add_middleware(ApiKeys, keys=settings.auth.api_keys)
-    app.add_middleware(RequestContext, access_log=settings.access_log)
-    if settings.cors_origins:  # outermost: errors such as 401 carry CORS headers too
-        app.add_middleware(
-            CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
-            allow_headers=["Authorization", "X-API-Key", "Content-Type", "X-Request-ID"],
-            expose_headers=["X-Request-ID", "Retry-After"],
-        )  # fmt: skip
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+class LossService(FastAPI):
+    """FastAPI, with the service's own middleware wrapped around FastAPI's stack rather than
+    inside it: every route gets request ids, access logs, metrics, API keys, body limits and
+    CORS, and the hot route (``POST /v1/evaluate``) is answered there, without FastAPI's
+    per-request error, telemetry, routing and dependency layers."""
+
+    def build_middleware_stack(self):
+        s: Settings = self.state.settings
+        app = super().build_middleware_stack()
+        app = evaluate.EvaluateFastPath(app)
+        app = BodyLimit(app, max_bytes=s.limits.max_body_bytes, read_timeout_s=s.limits.read_timeout_s)
+        app = ApiKeys(app, keys=s.auth.api_keys)
+        app = RequestContext(app, access_log=self.state.access_log)
+        if s.cors_origins:  # outermost: errors such as 401 carry CORS headers too
+            app = CORSMiddleware(
+                app, allow_origins=s.cors_origins, allow_methods=["GET", "POST"],
+                allow_headers=["Authorization", "X-API-Key", "Content-Type", "X-Request-ID"],
+                expose_headers=["X-Request-ID", "Retry-After"],
+            )  # fmt: skip
+        return app
 
 
 def _openapi(app: FastAPI) -> dict:

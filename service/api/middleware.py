@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import logging
+import os
 import re
 import time
-import os
 
-from starlette.datastructures import Headers, MutableHeaders
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import MalformedRequest, ServiceError, TooLarge, Unauthenticated
 from ..observability import metrics
+from ..observability.logging import AccessLog
 from .problems import problem_response
 
-access = logging.getLogger("service.access")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})
 
@@ -24,7 +23,7 @@ OPEN_PATHS = frozenset({"/healthz", "/readyz"})
 class RequestContext:
     """X-Request-ID in and out, one access-log line and the request metrics per request."""
 
-    def __init__(self, app: ASGIApp, access_log: bool = True) -> None:
+    def __init__(self, app: ASGIApp, access_log: AccessLog) -> None:
         self.app = app
         self.access_log = access_log
 
@@ -41,7 +40,7 @@ class RequestContext:
             nonlocal status, sent
             if message["type"] == "http.response.start":
                 status = message["status"]
-                MutableHeaders(scope=message)["X-Request-ID"] = request_id
+                message["headers"] = [*message.get("headers", ()), (b"x-request-id", request_id.encode())]
             elif message["type"] == "http.response.body":
                 sent += len(message.get("body", b""))
             await send(message)
@@ -56,25 +55,23 @@ class RequestContext:
         path = getattr(route, "path", "unmatched")
         loss = scope["state"].get("loss", "")
         metrics.observe_request(path, loss, status, seconds)
-        if not self.access_log or not access.isEnabledFor(logging.INFO):
+        if not self.access_log.enabled:
             return
-        access.info(
-            "%s %s %d",
-            scope["method"],
-            scope["path"],
-            status,
-            extra={"fields": {
+        method, url_path = scope["method"], scope["path"]
+        self.access_log.write(
+            f"{method} {url_path} {status}",
+            {
                 "request_id": request_id,
-                "method": scope["method"],
-                "path": scope["path"],
+                "method": method,
+                "path": url_path,
                 "status": status,
                 "loss": loss or None,
                 "duration_ms": round(seconds * 1000, 3),
                 "bytes_in": int(Headers(scope=scope).get("content-length", 0) or 0),
                 "bytes_out": sent,
                 "client": (scope.get("client") or ("", 0))[0],
-            }},
-        )  # fmt: skip
+            },
+        )
 
 
 class ApiKeys:

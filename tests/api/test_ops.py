@@ -62,19 +62,43 @@ def test_request_id_is_echoed_or_made(client):
     assert len(made) == 32 and made.isalnum()
 
 
-def test_access_log_has_no_tensor_contents(client, caplog):
-    body = {"loss": "mse", "inputs": {"input": [[123.456]], "target": [[654.321]]}}
-    with caplog.at_level(logging.INFO, logger="service.access"):
+def test_access_log_line_per_request_without_tensor_contents(client):
+    import io
+
+    log = client.app.state.access_log
+    log.enabled, log.stream = True, io.StringIO()
+    try:
+        body = {"loss": "mse", "inputs": {"input": [[123.456]], "target": [[654.321]]}}
         client.post("/v1/evaluate", json=body, headers={"X-Request-ID": "log-check"})
-    records = [r for r in caplog.records if r.name == "service.access" and r.fields["request_id"] == "log-check"]
-    assert len(records) == 1
-    rec = records[0]
-    line = json.loads(JsonFormatter().format(rec))
-    assert {k: line[k] for k in ("method", "path", "status", "loss")} == {
+        log.flush()
+        lines = [json.loads(x) for x in log.stream.getvalue().splitlines()]
+    finally:
+        log.enabled, log.stream = False, None
+    (line,) = [x for x in lines if x["request_id"] == "log-check"]
+    assert {k: line[k] for k in ("logger", "level", "msg", "method", "path", "status", "loss")} == {
+        "logger": "service.access", "level": "info", "msg": "POST /v1/evaluate 200",
         "method": "POST", "path": "/v1/evaluate", "status": 200, "loss": "mse"}
-    assert line["msg"] == "POST /v1/evaluate 200" and line["duration_ms"] > 0
-    assert line["bytes_in"] > 0 and line["bytes_out"] > 0
+    assert line["duration_ms"] > 0 and line["bytes_in"] > 0 and line["bytes_out"] > 0
+    assert line["ts"].endswith("Z")
     assert "123.456" not in json.dumps(line)
+
+
+def test_access_log_writes_in_batches():
+    import asyncio
+    import io
+
+    from service.observability.logging import AccessLog
+
+    async def go():
+        log = AccessLog(io.StringIO(), interval_s=0.01)
+        log.enabled = True
+        for i in range(3):
+            log.write(f"GET /healthz {i}", {"status": 200})
+        assert log.stream.getvalue() == ""  # buffered
+        await asyncio.sleep(0.05)
+        return log.stream.getvalue().splitlines()
+
+    assert [json.loads(x)["msg"] for x in asyncio.run(go())] == ["GET /healthz 0", "GET /healthz 1", "GET /healthz 2"]
 
 
 def test_json_log_format():
@@ -110,12 +134,25 @@ def test_wrong_method_is_problem_json(client):
     assert body["detail"] == "GET /v1/evaluate: method not allowed"
 
 
-def test_access_log_can_be_switched_off(caplog):
+def test_access_log_can_be_switched_off():
     from ..conftest import make_client
 
-    with make_client(access_log=False) as c, caplog.at_level(logging.INFO, logger="service.access"):
-        c.get("/healthz")
-    assert not [r for r in caplog.records if r.name == "service.access"]
+    with make_client(access_log=False) as c:
+        assert c.app.state.access_log.enabled is False
+
+
+def test_access_log_follows_the_log_level():
+    from service.observability.logging import AccessLog
+
+    logger = logging.getLogger("service.access")
+    old = logger.level
+    try:
+        logger.setLevel(logging.INFO)
+        assert AccessLog(enabled=True).enabled is True
+        logger.setLevel(logging.WARNING)
+        assert AccessLog(enabled=True).enabled is False
+    finally:
+        logger.setLevel(old)
 
 
 def test_cors_when_origins_are_configured():
