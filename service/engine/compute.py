@@ -64,16 +64,44 @@ def run_group(jobs: list[Job], device: torch.device) -> list[Outcome]:
         for leaf in leaves:
             leaf.requires_grad_(True)
         el = head.loss.forward(inputs, head.params)
-        dims = _batch_dims(head)
-        values, totals, offset = [], [], 0
-        for job, n in zip(jobs, sizes):
-            el_i, own = _slice(el, inputs, dims, offset, n)
-            value = None if job.reduction == "none" else job.loss.reduce(el_i, own, job.params, job.reduction)
-            values.append(value)
-            totals.append(el_i.sum() if value is None else value)
-            offset += n or 0
-        grads = torch.autograd.grad(torch.stack(totals).sum(), leaves) if leaves else []
+        if len(jobs) > 1 and head.loss.mean_weights is not None:
+            totals = _reduce_together(el, inputs, jobs, sizes)
+        else:
+            totals = _reduce_each(el, inputs, jobs, sizes)
+        grads = torch.autograd.grad(totals.sum(), leaves) if leaves else []
+    values = [None if j.reduction == "none" else v for j, v in zip(jobs, totals.detach().to("cpu").tolist())]
     return _outcomes(jobs, sizes, el, values, dict(zip(head.grad_roles, grads)))
+
+
+def _reduce_each(el, inputs, jobs, sizes) -> torch.Tensor:
+    """Each request's value from its own slice by its loss's ``reduce`` (the sum of its
+    elementwise values for reduction none, which is what its gradient is taken of)."""
+    dims = _batch_dims(jobs[0])
+    totals, offset = [], 0
+    for job, n in zip(jobs, sizes):
+        el_i, own = _slice(el, inputs, dims, offset, n)
+        totals.append(el_i.sum() if job.reduction == "none" else job.loss.reduce(el_i, own, job.params, job.reduction))
+        offset += n or 0
+    return torch.stack(totals)
+
+
+def _reduce_together(el, inputs, jobs, sizes) -> torch.Tensor:
+    """The same values as ``_reduce_each`` for a loss with ``mean_weights``, in a few tensor
+    operations for the whole group: per request, sum(el) over its rows, divided (for mean) by
+    the sum of its weights over its rows (or its element count)."""
+    head = jobs[0]
+    k = len(jobs)
+    owner = torch.from_numpy(np.repeat(np.arange(k), sizes)).to(el.device)
+    sums = el.new_zeros(k).index_add(0, owner, el.reshape(el.shape[0], -1).sum(1))
+    weights = head.loss.mean_weights(el, inputs, head.params)
+    if weights is None:
+        per_row = el[0].numel()
+        counts = torch.tensor([n * per_row for n in sizes], dtype=el.dtype, device=el.device)
+    else:
+        counts = el.new_zeros(k).index_add(0, owner, weights.reshape(weights.shape[0], -1).sum(1).to(el.dtype))
+    means = torch.tensor([j.reduction == "mean" for j in jobs], device=el.device)
+    # divide only where the mean is wanted, so that a zero count elsewhere puts no NaN in a gradient
+    return torch.where(means, sums / torch.where(means, counts, torch.ones_like(counts)), sums)
 
 
 def _concat(parts: list[np.ndarray], axis: int, ragged: tuple[int, ...]) -> np.ndarray:
@@ -134,15 +162,13 @@ def _outcomes(jobs, sizes, el, values, grads) -> list[Outcome]:
     """Copy the results to the host once for the whole group, then cut them per request."""
     el_host = el.detach().to("cpu") if any(j.return_elementwise for j in jobs) else None
     grads_host = {k: g.detach().to("cpu") for k, g in grads.items()}
-    reduced = [v.detach() for v in values if v is not None]
-    host_values = iter(torch.stack(reduced).to("cpu").tolist() if reduced else [])
     dims = _batch_dims(jobs[0])
     out, offset = [], 0
-    for job, n, v in zip(jobs, sizes, values):
+    for job, n, value in zip(jobs, sizes, values):
         own_el, own_grads = _slice(el_host, grads_host, dims, offset, n)
         elementwise = _numpy(own_el) if job.return_elementwise else None
         grads = {k: _numpy(_unpad(own_grads[k], job, k)) for k in grads_host}
-        out.append(Outcome(None if v is None else next(host_values), elementwise, grads, len(jobs)))
+        out.append(Outcome(value, elementwise, grads, len(jobs)))
         offset += n or 0
     return out
 

@@ -61,6 +61,26 @@ def weighted_mean(el: Tensor, weights: Tensor, reduction: str) -> Tensor:
     return total if reduction == "sum" else total / weights.sum()
 
 
+MeanWeights = Callable[[Tensor, Inputs, Any], "Tensor | None"]
+
+
+def element_count(el: Tensor, inputs: Inputs, params: Any) -> None:
+    """The plain mean's weights: every element counts once (None stands for that)."""
+    return None
+
+
+def reduce_by_weights(mean_weights: MeanWeights) -> Callable[[Tensor, Inputs, Any, str], Tensor]:
+    """The reduction ``sum(el)`` / ``sum(el) / sum(weights)`` of a loss that declares its weights."""
+
+    def reduce(el: Tensor, inputs: Inputs, params: Any, reduction: str) -> Tensor:
+        if reduction == "sum":
+            return el.sum()
+        weights = mean_weights(el, inputs, params)
+        return el.mean() if weights is None else weighted_mean(el, weights, reduction)
+
+    return reduce
+
+
 @dataclass(frozen=True)
 class Loss:
     name: str
@@ -72,12 +92,23 @@ class Loss:
     elementwise_shape: str
     params: type[Params] = NoParams
     reduce: Callable[[Tensor, Inputs, Any, str], Tensor] = mean_or_sum
+    # For a loss whose sum is sum(el) and whose mean is sum(el) / sum(w): the per-element weights
+    # w (None for the element count). Then ``reduce`` is derived from it, and the engine reduces
+    # a whole batch in a few tensor operations instead of a few per request. Losses with other
+    # reductions (batchmean, CTC's length division, ...) give ``reduce`` and leave this None.
+    mean_weights: MeanWeights | None = None
     reductions: tuple[str, ...] = ("mean", "sum", "none")
     aliases: tuple[str, ...] = ()
     validate: tuple[Validator, ...] = ()
     # batchable(params, arrays): False when a request's values would change if other requests' rows
     # were concatenated to its own (dice with batch=True, a weight that spans the batch dim).
     batchable: Callable[[Any, dict[str, np.ndarray]], bool] = field(default=lambda params, arrays: True)
+
+    def __post_init__(self) -> None:
+        if self.mean_weights is not None:
+            object.__setattr__(self, "reduce", reduce_by_weights(self.mean_weights))
+        elif self.reduce is mean_or_sum:
+            object.__setattr__(self, "mean_weights", element_count)
 
     def role(self, name: str) -> Role | None:
         return next((r for r in self.roles if r.name == name), None)

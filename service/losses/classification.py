@@ -14,7 +14,7 @@ from pydantic import Field, PlainValidator, WithJsonSchema
 from torch import Tensor
 
 from ..errors import ErrorItem
-from .base import Checked, Inputs, Loss, Params, Validator, mean_or_sum, weighted_mean
+from .base import Checked, Inputs, Loss, Params, Validator, mean_or_sum
 from .checks import at_least, class_indices, in_range, param_broadcasts, param_length
 from .contract import INTEGER, Role, form, role
 
@@ -88,15 +88,15 @@ def _tensor(values: object, like: Tensor) -> Tensor | None:
     return None if values is None else torch.as_tensor(values, dtype=like.dtype, device=like.device)
 
 
-def _class_reduce(el: Tensor, t: Inputs, p: NLLParams, reduction: str) -> Tensor:
-    """Class indices: sum(el) / sum(weight[target]) over non-ignored targets; probabilities: plain."""
+def _class_weights(el: Tensor, t: Inputs, p: NLLParams) -> Tensor | None:
+    """Class indices: the mean divides by sum(weight[target]) over non-ignored targets;
+    probabilities: by the element count."""
     target = t["target"]
     if target.is_floating_point():
-        return mean_or_sum(el, t, p, reduction)
+        return None
     kept = target != p.ignore_index
     weight = _tensor(p.weight, el)
-    per = kept if weight is None else weight[target.masked_fill(~kept, 0)] * kept
-    return weighted_mean(el, per, reduction)
+    return kept.to(el.dtype) if weight is None else weight[target.masked_fill(~kept, 0)] * kept
 
 
 def _kl_reduce(el: Tensor, t: Inputs, p: KLDivParams, reduction: str) -> Tensor:
@@ -235,7 +235,7 @@ LOSSES = [
         forward=_cross_entropy,
         elementwise_shape="(N, *)",
         params=CrossEntropyParams,
-        reduce=_class_reduce,
+        mean_weights=_class_weights,
         aliases=("CrossEntropyLoss",),
         validate=(_class_target, _class_weight),
     ),
@@ -248,7 +248,7 @@ LOSSES = [
         forward=_nll,
         elementwise_shape="(N, *)",
         params=NLLParams,
-        reduce=_class_reduce,
+        mean_weights=_class_weights,
         aliases=("NLLLoss", "nll_loss"),
         validate=(_class_target, _class_weight),
     ),

@@ -62,9 +62,9 @@ def _focal(t: Inputs, p: FocalParams) -> Tensor:
     return loss.masked_fill(~kept, 0)
 
 
-def _focal_reduce(el: Tensor, t: Inputs, p: FocalParams, reduction: str) -> Tensor:
-    total = el.sum()
-    return total if reduction == "sum" else total / _kept(t, p).sum().to(el.dtype)
+def _focal_weights(el: Tensor, t: Inputs, p: FocalParams) -> Tensor:
+    """The mean is over the non-ignored elements."""
+    return _kept(t, p).to(el.dtype)
 
 
 def _sigmoid_focal(t: Inputs, p: SigmoidFocalParams) -> Tensor:
@@ -114,7 +114,7 @@ LOSSES = [
             ),
         ),
         forward=_focal,
-        reduce=_focal_reduce,
+        mean_weights=_focal_weights,
         elementwise_shape="(N, *)",
         params=FocalParams,
         aliases=("FocalLoss", "focal_loss", "softmax_focal"),
