@@ -23,6 +23,9 @@ class EngineSettings(BaseModel):
     torch_threads: int = Field(0, ge=0, description="torch intra-op threads; 0 = cores / workers")
     max_batch_requests: int = Field(64, ge=1, description="most requests that share one compute call")
     max_batch_elements: int = Field(2**24, ge=1, description="most tensor elements in one compute call")
+    solo_elements: int = Field(
+        2**20, ge=1, description="requests with more elements than this run alone (batching pays for small ones)"
+    )
     max_queue_delay_ms: float = Field(1.0, ge=0, description="how long a batch waits for company")
     queue_capacity: int = Field(1024, ge=1, description="requests waiting for the worker before 429")
     inflight_bytes: int = Field(2048 * MiB, ge=1, description="decoded tensor bytes in flight before 429")

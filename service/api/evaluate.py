@@ -67,9 +67,9 @@ async def evaluate(request: Request) -> Response:
         engine.reserve(working)
         reserved += working
         outcome, ticket = await engine.submit(job, deadline)
-        content = _content(job, outcome, ticket, str(engine.device), encoding)
         out_bytes = job.nbytes if (job.grad_roles or job.return_elementwise) else 0
-        return Response(await _sized(out_bytes, encode.dumps, content), media_type="application/json")
+        payload = await _sized(out_bytes, _payload, job, outcome, ticket, str(engine.device), encoding)
+        return Response(payload, media_type="application/json")
     finally:
         engine.release(reserved)
 
@@ -77,11 +77,13 @@ async def evaluate(request: Request) -> Response:
 async def _decode(request: Request, settings: Settings, registry: Registry) -> tuple[Job, str]:
     kind, raw = await read_body(request)
     if kind == "json":
-        body = Body(await _sized(len(raw), parse_json, raw))
+        size = len(raw)
+        body = Body(await _sized(size, parse_json, raw))
+        del raw  # the parsed form is all that is needed from here on
     else:
         body = await read_multipart(request, settings.limits.max_body_bytes)
+        size = sum(len(v) for v in body.files.values())
     request.scope["state"]["loss"] = _loss_label(registry, body.request)
-    size = len(raw or b"") + sum(len(v) for v in body.files.values())
     job = await _sized(size, _job, body, settings.limits.max_elements, registry)
     return job, body.request.response_encoding
 
@@ -102,14 +104,18 @@ def _loss_label(registry: Registry, req: EvaluateRequest) -> str:
 
 def _job(body: Body, max_elements: int, registry: Registry) -> Job:
     req = body.request
-    tensors: dict[str, Decoded] = {
-        role: decode_tensor(value, ("inputs", role), max_elements) for role, value in req.inputs.items()
-    }
+    tensors: dict[str, Decoded] = {}
+    for role in list(req.inputs):  # each parsed (nested) form is freed as soon as it is decoded
+        tensors[role] = decode_tensor(req.inputs.pop(role), ("inputs", role), max_elements)
     for role, raw in body.files.items():
         arr, dtype = read_npy(raw, ("inputs", role), max_elements)
         tensors[role] = Decoded(arr, dtype)
     spec = req.loss
     return prepare(registry, spec.name, spec.params, spec.reduction, tensors, req.return_grad, req.return_elementwise)
+
+
+def _payload(job: Job, outcome: Outcome, ticket: Ticket, device: str, encoding: str) -> bytes:
+    return encode.dumps(_content(job, outcome, ticket, device, encoding))
 
 
 def _content(job: Job, outcome: Outcome, ticket: Ticket, device: str, encoding: str) -> dict:

@@ -7,8 +7,7 @@ from dataclasses import dataclass, field
 import orjson
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
-from starlette.exceptions import HTTPException
-from starlette.formparsers import MultiPartException
+from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 
 from ..errors import InvalidInput, Loc, MalformedRequest, UnsupportedMediaType, from_pydantic
@@ -18,7 +17,7 @@ from ..schemas.evaluate import EvaluateRequest
 @dataclass
 class Body:
     request: EvaluateRequest
-    files: dict[str, bytes] = field(default_factory=dict)  # role -> raw .npy bytes
+    files: dict[str, bytearray] = field(default_factory=dict)  # role -> raw .npy bytes
 
 
 def media_type(request: Request) -> str:
@@ -29,7 +28,8 @@ async def read_body(request: Request) -> tuple[str, bytes | None]:
     """The media type, and the raw body for JSON (multipart is streamed by its parser)."""
     kind = media_type(request)
     if kind == "application/json" or kind.endswith("+json"):
-        return "json", await request.body()
+        # joined here rather than by request.body(), which would keep the bytes for the request's life
+        return "json", b"".join([chunk async for chunk in request.stream()])
     if kind == "multipart/form-data":
         return "multipart", None
     expected = "expected application/json or multipart/form-data"
@@ -52,11 +52,24 @@ def parse_json(raw: bytes, loc: Loc = ("body",)) -> EvaluateRequest:
         raise from_pydantic(exc.errors(include_url=False)) from None
 
 
+def _writable_bytes(upload: UploadFile) -> bytearray:
+    """The part's bytes in a writable buffer, so that its .npy data can be used in place."""
+    upload.file.seek(0, 2)
+    buf = bytearray(upload.file.tell())
+    upload.file.seek(0)
+    upload.file.readinto(buf)
+    return buf
+
+
 async def read_multipart(request: Request, max_bytes: int) -> Body:
+    parser = MultiPartParser(request.headers, request.stream(), max_files=64, max_fields=64, max_part_size=max_bytes)
+    # Parts stay in memory (the body limit and the in-flight budget bound them), instead of
+    # Starlette's default of spilling every part over 1 MiB to a temporary file on disk.
+    parser.spool_max_size = max_bytes
     try:
-        form = await request.form(max_files=64, max_fields=64, max_part_size=max_bytes)
-    except (MultiPartException, HTTPException) as exc:  # inside an app Starlette raises the latter
-        text = str(getattr(exc, "message", None) or getattr(exc, "detail", "")).rstrip(".")
+        form = await parser.parse()
+    except MultiPartException as exc:
+        text = exc.message.rstrip(".")
         raise MalformedRequest.at(("body",), f"malformed multipart body: {text[:1].lower()}{text[1:]}") from None
     try:
         part = form.get("request")
@@ -73,7 +86,7 @@ async def read_multipart(request: Request, max_bytes: int) -> Body:
                 raise InvalidInput.at(("inputs", name), "given in two file parts")
             if name in body.request.inputs:
                 raise InvalidInput.at(("inputs", name), "given both in the request part and as a file part")
-            body.files[name] = await value.read()
+            body.files[name] = _writable_bytes(value)
         return body
     finally:
         await form.close()

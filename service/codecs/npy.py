@@ -19,8 +19,9 @@ NPY_DTYPES = {
 }  # fmt: skip
 
 
-def read_npy(buf: bytes, loc: Loc, max_elements: int) -> tuple[np.ndarray, str]:
-    """Parse an .npy file into a native-order C-contiguous array and its dtype name."""
+def read_npy(buf: bytes | bytearray, loc: Loc, max_elements: int) -> tuple[np.ndarray, str]:
+    """Parse an .npy file into a writable, native-order, C-contiguous array and its dtype name
+    (a view of ``buf`` when it is a writable buffer already in that layout, else a copy)."""
     header, offset = _header(buf, loc)
     shape = header.get("shape")
     fortran = header.get("fortran_order")
@@ -36,7 +37,9 @@ def read_npy(buf: bytes, loc: Loc, max_elements: int) -> tuple[np.ndarray, str]:
         raise MalformedRequest.at(loc, f"malformed .npy: shape {tuple(shape)} of {dtype.str} needs {need} bytes of data; got {have}")
     flat = np.frombuffer(buf, dtype=dtype, count=count, offset=offset)
     arr = flat.reshape(shape[::-1]).T if fortran else flat.reshape(shape)
-    # a writable, native-order, C-ordered copy (frombuffer's view is read-only; 0-d stays 0-d)
+    if arr.flags.writeable and arr.flags.c_contiguous and dtype.isnative:
+        return arr, name
+    # a writable, native-order, C-ordered copy (a view of bytes is read-only; 0-d stays 0-d)
     return np.array(arr, dtype=dtype.newbyteorder("="), order="C"), name
 
 
@@ -86,4 +89,5 @@ def write_npy(arr: np.ndarray) -> bytes:
     header = f"{{'descr': '{arr.dtype.str}', 'fortran_order': False, 'shape': {tuple(arr.shape)!r}, }}"
     pad = 64 - (len(MAGIC) + 4 + len(header) + 1) % 64
     head = header + " " * pad + "\n"
-    return MAGIC + b"\x01\x00" + struct.pack("<H", len(head)) + head.encode("latin1") + arr.tobytes()
+    prefix = MAGIC + b"\x01\x00" + struct.pack("<H", len(head)) + head.encode("latin1")
+    return b"".join((prefix, arr.reshape(-1).view(np.uint8).data))  # the data copied once

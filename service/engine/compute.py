@@ -24,9 +24,10 @@ class Outcome:
     batch_size: int
 
 
-def group_key(job: Job) -> tuple | None:
-    """Jobs with equal keys may share a compute call; None means the job runs alone."""
-    if not job.loss.batchable(job.params, job.arrays):
+def group_key(job: Job, solo_elements: int = 2**20) -> tuple | None:
+    """Jobs with equal keys may share a compute call; None means the job runs alone (large jobs
+    gain nothing from batching: it would only add a concatenation and the slicing)."""
+    if job.elements > solo_elements or not job.loss.batchable(job.params, job.arrays):
         return None
     dims = []
     for r in job.loss.roles:

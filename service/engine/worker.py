@@ -171,15 +171,15 @@ class Engine:
         """The oldest ticket and the queued tickets that may share its compute call."""
         first = self._queue.popleft()
         batch = [first]
-        key = group_key(first.job)
+        key = group_key(first.job, self.settings.solo_elements)
         if key is None:
             return batch
-        elements = sum(a.size for a in first.job.arrays.values())
+        elements = first.job.elements
         keep: deque[Ticket] = deque()
         while self._queue and len(batch) < max_requests:
             t = self._queue.popleft()
-            size = sum(a.size for a in t.job.arrays.values())
-            if group_key(t.job) == key and elements + size <= max_elements:
+            size = t.job.elements
+            if group_key(t.job, self.settings.solo_elements) == key and elements + size <= max_elements:
                 batch.append(t)
                 elements += size
             else:

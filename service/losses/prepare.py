@@ -40,6 +40,10 @@ class Job:
         return sum(a.nbytes for a in self.arrays.values())
 
     @property
+    def elements(self) -> int:
+        return sum(a.size for a in self.arrays.values())
+
+    @property
     def torch_dtype(self) -> torch.dtype:
         return getattr(torch, self.dtype)
 

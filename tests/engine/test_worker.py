@@ -284,3 +284,11 @@ def test_out_of_memory_splits_the_batch_and_refuses_what_does_not_fit_alone(engi
     assert a[0].batch_size == b[0].batch_size == 2 and d[0].batch_size == 1
     assert isinstance(big, TooLarge) and big.status == 413
     assert big.detail == "the request does not fit in the memory of cpu, even alone"
+
+
+def test_large_requests_run_alone():
+    from service.engine.compute import group_key
+
+    small, large = job(n=4), job(n=4000)
+    assert group_key(small, solo_elements=1000) is not None
+    assert group_key(large, solo_elements=1000) is None
