@@ -1,0 +1,92 @@
+"""The scenarios' tensors and request bodies, for the service, the naive service and the floors.
+
+Tensors are seeded, so every run sends the same bytes. Nested JSON is written the way a float32
+client writes it (shortest round-trip float32 text, as orjson does for a float32 array).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import uuid
+from dataclasses import dataclass
+
+import numpy as np
+import orjson
+
+from load import Body
+
+JSON = "application/json"
+
+
+@dataclass
+class Tensors:
+    loss: str | dict  # the request's "loss" field
+    input: np.ndarray
+    target: np.ndarray
+    indices: np.ndarray  # class indices (N, *): the target the naive service takes
+    stand_in: str = ""  # set when the intended loss was not in the catalog and mse stood in
+
+    @property
+    def nbytes(self) -> int:
+        return self.input.nbytes + self.target.nbytes
+
+
+def make(shape: tuple[int, ...], loss: str | dict, available: set[str], seed: int = 0) -> Tensors:
+    """Logits of ``shape`` (N, C, *) and class indices (N, *); mse on two floats if ``loss`` is missing."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape, dtype=np.float32)
+    t = rng.integers(0, shape[1], (shape[0], *shape[2:]), dtype=np.int64)
+    name = loss if isinstance(loss, str) else loss["name"]
+    if name in available:
+        return Tensors(loss, x, t, t)
+    y = rng.standard_normal(shape, dtype=np.float32)
+    return Tensors("mse", x, y, t, stand_in=f"mse stands in for {name}")
+
+
+def npy(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, arr, allow_pickle=False)
+    return buf.getvalue()
+
+
+def _request(t: Tensors, grad: bool, npy_out: bool) -> dict:
+    req: dict = {"loss": t.loss}
+    if grad:
+        req["return_grad"] = ["input"]
+        if npy_out:
+            req["response_encoding"] = "npy"
+    return req
+
+
+def nested_json(t: Tensors, grad: bool) -> Body:
+    req = {**_request(t, grad, False), "inputs": {"input": t.input, "target": t.target}}
+    return Body(orjson.dumps(req, option=orjson.OPT_SERIALIZE_NUMPY), JSON)
+
+
+def base64_json(t: Tensors, grad: bool) -> Body:
+    b64 = lambda a: {"npy": base64.b64encode(npy(a)).decode()}  # noqa: E731
+    req = {**_request(t, grad, True), "inputs": {"input": b64(t.input), "target": b64(t.target)}}
+    return Body(orjson.dumps(req), JSON)
+
+
+def multipart(t: Tensors, grad: bool) -> Body:
+    boundary = uuid.uuid4().hex
+    parts = [(b'name="request"', JSON, orjson.dumps(_request(t, grad, True)))]
+    for role in ("input", "target"):
+        parts.append((f'name="{role}"; filename="{role}.npy"'.encode(), "application/octet-stream", npy(getattr(t, role))))
+    out = bytearray()
+    for disposition, ctype, data in parts:
+        out += f"--{boundary}\r\n".encode()
+        out += b"Content-Disposition: form-data; " + disposition + b"\r\n"
+        out += f"Content-Type: {ctype}\r\n\r\n".encode() + data + b"\r\n"
+    out += f"--{boundary}--\r\n".encode()
+    return Body(bytes(out), f"multipart/form-data; boundary={boundary}")
+
+
+def naive(t: Tensors, grad: bool) -> Body | None:
+    """The naive service's cross_entropy body for (N, C) logits; None for what it cannot serve."""
+    if t.input.ndim != 2:
+        return None
+    req = {"predictions": t.input, "targets": t.indices}
+    return Body(orjson.dumps(req, option=orjson.OPT_SERIALIZE_NUMPY), JSON, "/loss_grad" if grad else "/loss")
