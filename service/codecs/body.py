@@ -10,7 +10,13 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 
-from ..errors import InvalidInput, Loc, MalformedRequest, UnsupportedMediaType, from_pydantic
+from ..errors import (
+    InvalidInput,
+    Loc,
+    MalformedRequest,
+    UnsupportedMediaType,
+    from_pydantic,
+)
 from ..schemas.evaluate import EvaluateRequest
 
 

@@ -7,12 +7,12 @@
 
 from __future__ import annotations
 
-import base64
 import binascii
 import math
 from dataclasses import dataclass
 
 import numpy as np
+import pybase64
 
 from ..arrays import first_value, fmt_shape, overflows, position
 from ..errors import InvalidInput, Loc, MalformedRequest, TooLarge
@@ -73,7 +73,7 @@ def _npy_form(value: dict, loc: Loc, max_elements: int) -> Decoded:
     if not isinstance(text, str):
         raise InvalidInput.at((*loc, "npy"), "expected a base64 string")
     try:
-        raw = base64.b64decode(text, validate=True)
+        raw = pybase64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise MalformedRequest.at((*loc, "npy"), "malformed base64") from None
     arr, name = read_npy(raw, (*loc, "npy"), max_elements)
