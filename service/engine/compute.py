@@ -59,7 +59,7 @@ def run_group(jobs: list[Job], device: torch.device) -> list[Outcome]:
         if r.name in head.arrays:
             parts = [j.arrays[r.name] for j in jobs]
             arr = parts[0] if len(parts) == 1 else _concat(parts, r.batch_dim or 0, r.ragged_dims)
-            inputs[r.name] = _to_device(arr, r.name in head.grad_roles, head, device)
+            inputs[r.name] = _to_device(arr, head, device)
     leaves = [inputs[r] for r in head.grad_roles]
     with torch.enable_grad() if leaves else torch.inference_mode():
         for leaf in leaves:
@@ -150,7 +150,8 @@ class _Rows(Mapping):
         return len(self._tensors)
 
 
-def _to_device(arr: np.ndarray, grad: bool, job: Job, device: torch.device) -> torch.Tensor:
+def _to_device(arr: np.ndarray, job: Job, device: torch.device) -> torch.Tensor:
+    """The compute dtype on the device; host memory pinned first so the copy can overlap."""
     t = torch.from_numpy(arr)
     if t.is_floating_point():
         t = t.to(job.torch_dtype)
