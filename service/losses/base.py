@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
 from pydantic import BaseModel, ConfigDict
 from torch import Tensor
 
@@ -48,6 +49,11 @@ class Checked:
 
 
 Validator = Callable[[Checked], list[ErrorItem]]
+
+
+def param_tensor(values: object, like: Tensor) -> Tensor | None:
+    """A list hyper-parameter (class weights, alpha...) as a tensor of ``like``'s dtype and device."""
+    return None if values is None else torch.as_tensor(values, dtype=like.dtype, device=like.device)
 
 
 def mean_or_sum(el: Tensor, inputs: Inputs, params: Any, reduction: str) -> Tensor:

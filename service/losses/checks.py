@@ -86,3 +86,13 @@ def _rectangular(values: object) -> bool:
     except ValueError:
         return False
     return True
+
+
+def probabilities(role: str):
+    """A validator: the role's values lie in [0, 1]."""
+    return lambda c: in_range(c.arrays[role], 0, 1, role)
+
+
+def per_class(param: str):
+    """A validator: the list param ``param`` has one value per class (C, from the shapes)."""
+    return lambda c: param_length(getattr(c.params, param), int(c.binding.dims["C"]), "C", param)

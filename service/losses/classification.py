@@ -8,14 +8,20 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 import numpy as np
-import torch
 import torch.nn.functional as F
 from pydantic import Field, PlainValidator, WithJsonSchema
 from torch import Tensor
 
 from ..errors import ErrorItem
-from .base import Checked, Inputs, Loss, Params, Validator, mean_or_sum
-from .checks import at_least, class_indices, in_range, param_broadcasts, param_length
+from .base import Checked, Inputs, Loss, Params, Validator, mean_or_sum, param_tensor
+from .checks import (
+    at_least,
+    class_indices,
+    in_range,
+    param_broadcasts,
+    per_class,
+    probabilities,
+)
 from .contract import INTEGER, Role, form, role
 
 Finite = Annotated[float, Field(allow_inf_nan=False)]
@@ -83,11 +89,6 @@ class GaussianNLLParams(Params):
 # --- helpers ------------------------------------------------------------------------------------
 
 
-def _tensor(values: object, like: Tensor) -> Tensor | None:
-    """A list param as a tensor of the input's dtype and device."""
-    return None if values is None else torch.as_tensor(values, dtype=like.dtype, device=like.device)
-
-
 def _class_weights(el: Tensor, t: Inputs, p: NLLParams) -> Tensor | None:
     """Class indices: the mean divides by sum(weight[target]) over non-ignored targets;
     probabilities: by the element count."""
@@ -95,7 +96,7 @@ def _class_weights(el: Tensor, t: Inputs, p: NLLParams) -> Tensor | None:
     if target.is_floating_point():
         return None
     kept = target != p.ignore_index
-    weight = _tensor(p.weight, el)
+    weight = param_tensor(p.weight, el)
     return kept.to(el.dtype) if weight is None else weight[target.masked_fill(~kept, 0)] * kept
 
 
@@ -128,14 +129,6 @@ def _class_target(c: Checked) -> list[ErrorItem]:
     return in_range(target, 0, 1, "target")
 
 
-def _class_weight(c: Checked) -> list[ErrorItem]:
-    return param_length(c.params.weight, int(c.binding.dims["C"]), "C", "weight")
-
-
-def _probabilities(name: str) -> Validator:
-    return lambda c: in_range(c.arrays[name], 0, 1, name)
-
-
 def _nonnegative(name: str, when: Callable[[Any], bool] = lambda p: True) -> Validator:
     """``name`` >= 0, for params where ``when(params)`` holds."""
     return lambda c: at_least(c.arrays[name], 0, name) if when(c.params) else []
@@ -156,25 +149,25 @@ def _broadcasts_to_input(name: str) -> Validator:
 def _cross_entropy(t: Inputs, p: CrossEntropyParams) -> Tensor:
     x = t["input"]
     return F.cross_entropy(
-        x, t["target"], _tensor(p.weight, x), ignore_index=p.ignore_index,
+        x, t["target"], param_tensor(p.weight, x), ignore_index=p.ignore_index,
         reduction="none", label_smoothing=p.label_smoothing,
     )
 
 
 def _nll(t: Inputs, p: NLLParams) -> Tensor:
     x = t["input"]
-    return F.nll_loss(x, t["target"], _tensor(p.weight, x), ignore_index=p.ignore_index, reduction="none")
+    return F.nll_loss(x, t["target"], param_tensor(p.weight, x), ignore_index=p.ignore_index, reduction="none")
 
 
 def _bce(t: Inputs, p: BCEParams) -> Tensor:
     x = t["input"]
-    return F.binary_cross_entropy(x, t["target"], _tensor(p.weight, x), reduction="none")
+    return F.binary_cross_entropy(x, t["target"], param_tensor(p.weight, x), reduction="none")
 
 
 def _bce_with_logits(t: Inputs, p: BCEWithLogitsParams) -> Tensor:
     x = t["input"]
     return F.binary_cross_entropy_with_logits(
-        x, t["target"], _tensor(p.weight, x), reduction="none", pos_weight=_tensor(p.pos_weight, x)
+        x, t["target"], param_tensor(p.weight, x), reduction="none", pos_weight=param_tensor(p.pos_weight, x)
     )
 
 
@@ -237,7 +230,7 @@ LOSSES = [
         params=CrossEntropyParams,
         mean_weights=_class_weights,
         aliases=("CrossEntropyLoss",),
-        validate=(_class_target, _class_weight),
+        validate=(_class_target, per_class("weight")),
     ),
     Loss(
         name="nll",
@@ -250,7 +243,7 @@ LOSSES = [
         params=NLLParams,
         mean_weights=_class_weights,
         aliases=("NLLLoss", "nll_loss"),
-        validate=(_class_target, _class_weight),
+        validate=(_class_target, per_class("weight")),
     ),
     Loss(
         name="bce",
@@ -263,7 +256,7 @@ LOSSES = [
         elementwise_shape="(*)",
         params=BCEParams,
         aliases=("BCELoss", "binary_cross_entropy"),
-        validate=(_probabilities("input"), _probabilities("target"), _broadcasts_to_input("weight")),
+        validate=(probabilities("input"), probabilities("target"), _broadcasts_to_input("weight")),
         batchable=_spans_no_batch("weight"),
     ),
     Loss(
@@ -278,7 +271,7 @@ LOSSES = [
         params=BCEWithLogitsParams,
         aliases=("BCEWithLogitsLoss", "binary_cross_entropy_with_logits"),
         validate=(
-            _probabilities("target"), _broadcasts_to_input("weight"), _broadcasts_to_input("pos_weight")
+            probabilities("target"), _broadcasts_to_input("weight"), _broadcasts_to_input("pos_weight")
         ),
         batchable=_spans_no_batch("weight", "pos_weight"),
     ),

@@ -10,7 +10,7 @@ from pydantic import Field
 from torch import Tensor
 
 from ..errors import ErrorItem
-from .base import Checked, Inputs, Loss, Params
+from .base import Checked, Inputs, Loss, Params, param_tensor
 from .checks import class_indices, in_range, param_length
 from .contract import FLOAT, INTEGER, fmt_shape, form, role
 
@@ -66,7 +66,7 @@ def _dice(t: Inputs, p: DiceParams) -> Tensor:
         total = 2 * (total - overlap)
     loss = 1 - (2 * overlap + p.smooth_nr) / (total + p.smooth_dr)
     if p.weight is not None and loss.shape[-1] > 1:
-        loss = loss * torch.as_tensor(p.weight, dtype=loss.dtype, device=loss.device)
+        loss = loss * param_tensor(p.weight, loss)
     return loss
 
 

@@ -10,7 +10,7 @@ from pydantic import Field
 from torch import Tensor
 
 from ..errors import ErrorItem
-from .base import Checked, Inputs, Loss, Params
+from .base import Checked, Inputs, Loss, Params, param_tensor
 from .checks import class_indices, in_range, param_length
 from .contract import INTEGER, role
 
@@ -37,10 +37,6 @@ class SigmoidFocalParams(Params):
     gamma: Gamma = Field(2.0, description="focusing exponent on (1 - p_t)")
 
 
-def _as_tensor(values: object, like: Tensor) -> Tensor:
-    return torch.as_tensor(values, dtype=like.dtype, device=like.device)
-
-
 def _focusing(miss: Tensor, gamma: float) -> Tensor:
     """(1 - p_t)^gamma, with 1 - p_t kept off 0 by the dtype's smallest normal number: where p_t
     rounds to 1 the gradient is then its true limit 0, not 0 * inf = NaN (0 < gamma < 1), and the
@@ -58,7 +54,7 @@ def _focal(t: Inputs, p: FocalParams) -> Tensor:
     log_pt = F.log_softmax(x, dim=1).gather(1, target.unsqueeze(1)).squeeze(1)
     loss = -_focusing(-log_pt.expm1(), p.gamma) * log_pt  # -expm1: 1 - p_t, accurate as p_t -> 1
     if p.alpha is not None:
-        loss = loss * _as_tensor(p.alpha, x)[target]
+        loss = loss * param_tensor(p.alpha, x)[target]
     return loss.masked_fill(~kept, 0)
 
 

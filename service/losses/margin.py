@@ -3,7 +3,7 @@ margin ranking, cosine embedding and the triplet losses."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from functools import partial
 from typing import Literal
 
@@ -13,8 +13,15 @@ from pydantic import Field, FiniteFloat
 from torch import Tensor
 
 from ..errors import ErrorItem
-from .base import Checked, Inputs, Loss, Params
-from .checks import class_indices, first_value, in_range, one_of, param_length, position
+from .base import Checked, Inputs, Loss, Params, param_tensor
+from .checks import (
+    class_indices,
+    first_value,
+    one_of,
+    per_class,
+    position,
+    probabilities,
+)
 from .contract import INTEGER, Role, role
 
 LABELS = "labels 1 or -1"
@@ -43,14 +50,6 @@ def _label_lists(c: Checked) -> list[ErrorItem]:
         f" at position {position(arr, bad)}"
     )
     return [ErrorItem(("inputs", "target"), msg)]
-
-
-def _soft_labels(c: Checked) -> list[ErrorItem]:
-    return in_range(c.arrays["target"], 0, 1, "target")
-
-
-def _weight_length(c: Checked) -> list[ErrorItem]:
-    return param_length(c.params.weight, c.binding.dims["C"], "C", "weight")
 
 
 # -- params ---------------------------------------------------------------------------------------
@@ -108,10 +107,6 @@ class TripletDistanceParams(Params):
 # -- forwards -------------------------------------------------------------------------------------
 
 
-def as_weight(values: Sequence[float] | None, like: Tensor) -> Tensor | None:
-    return None if values is None else torch.as_tensor(values, dtype=like.dtype, device=like.device)
-
-
 def in_float32(fn: Callable[..., Tensor], first: Tensor, *rest: Tensor) -> Tensor:
     """``fn(first, *rest)``, computed in float32 when ``first`` is float16/bfloat16 (PyTorch's CPU
     kernels for multi_margin, multilabel_margin and ctc lack them), returned in ``first``'s dtype."""
@@ -125,7 +120,7 @@ def _soft_margin(t: Inputs, p: Params) -> Tensor:
 
 
 def _multilabel_soft_margin(t: Inputs, p: MultiLabelSoftMarginParams) -> Tensor:
-    weight = as_weight(p.weight, t["input"])
+    weight = param_tensor(p.weight, t["input"])
     return F.multilabel_soft_margin_loss(t["input"], t["target"], weight=weight, reduction="none")
 
 
@@ -135,7 +130,7 @@ def _multilabel_margin(t: Inputs, p: Params) -> Tensor:
 
 def _multi_margin(t: Inputs, p: MultiMarginParams) -> Tensor:
     def fn(x: Tensor, y: Tensor) -> Tensor:
-        weight = as_weight(p.weight, x)
+        weight = param_tensor(p.weight, x)
         return F.multi_margin_loss(x, y, p=p.p, margin=p.margin, weight=weight, reduction="none")
 
     return in_float32(fn, t["input"], t["target"])
@@ -218,7 +213,7 @@ LOSSES = [
         " -mean_c w_c [y_c log sigmoid(x_c) + (1 - y_c) log sigmoid(-x_c)], y_c in [0, 1]",
         (SCORES, role("target", "(N, C)", description="labels 0 or 1 per class (soft labels in [0, 1] allowed)")),
         _multilabel_soft_margin, "(N)", params=MultiLabelSoftMarginParams,
-        validate=(_soft_labels, _weight_length),
+        validate=(probabilities("target"), per_class("weight")),
     ),
     _loss(
         "multilabel_margin", "MultiLabelMargin",
@@ -234,7 +229,7 @@ LOSSES = [
         "multi_margin", "MultiMargin",
         "Multi-class hinge loss, sum over i != y of w_y max(0, margin - x_y + x_i)^p / C",
         (SCORES, role("target", "(N)", kind=INTEGER, differentiable=False, description="class indices in [0, C)")),
-        _multi_margin, "(N)", params=MultiMarginParams, validate=(_class_targets, _weight_length),
+        _multi_margin, "(N)", params=MultiMarginParams, validate=(_class_targets, per_class("weight")),
     ),
     _loss(
         "hinge_embedding", "HingeEmbedding", "x where y = 1, max(0, margin - x) where y = -1",
