@@ -23,6 +23,7 @@ from .compute import Outcome, group_key, run_group
 from .device import probe
 
 log = logging.getLogger("service.engine")
+_SOLO = object()  # the group key of a ticket that runs alone
 
 
 @dataclass(eq=False)
@@ -35,6 +36,7 @@ class Ticket:
     queue_ms: float = 0.0
     compute_ms: float = 0.0
     cancelled: bool = False
+    key: object = field(default=None, repr=False)  # group key, computed once by the worker
 
     def finish(self, result: Outcome | BaseException) -> None:
         finish_all([(self, result)])
@@ -171,7 +173,7 @@ class Engine:
         """The oldest ticket and the queued tickets that may share its compute call."""
         first = self._queue.popleft()
         batch = [first]
-        key = group_key(first.job, self.settings.solo_elements)
+        key = self._key(first)
         if key is None:
             return batch
         elements = first.job.elements
@@ -179,7 +181,7 @@ class Engine:
         while self._queue and len(batch) < max_requests:
             t = self._queue.popleft()
             size = t.job.elements
-            if group_key(t.job, self.settings.solo_elements) == key and elements + size <= max_elements:
+            if self._key(t) == key and elements + size <= max_elements:
                 batch.append(t)
                 elements += size
             else:
@@ -188,6 +190,12 @@ class Engine:
         self._queue.clear()
         self._queue.extend(keep)
         return batch
+
+    def _key(self, ticket: Ticket) -> object:
+        """The ticket's group key (None: it runs alone), computed once however long it waits."""
+        if ticket.key is None:
+            ticket.key = group_key(ticket.job, self.settings.solo_elements) or _SOLO
+        return None if ticket.key is _SOLO else ticket.key
 
     def _compute(self, batch: list[Ticket]) -> None:
         now = time.perf_counter()
@@ -238,8 +246,7 @@ class Engine:
         with self._cond:
             pending = current + list(self._queue)
             self._queue.clear()
-        for t in pending:
-            t.finish(error)  # a no-op for tickets already answered
+        finish_all([(t, error) for t in pending])  # a no-op for tickets already answered
 
 
 def _as_service_error(exc: Exception, job: Job) -> ServiceError:
