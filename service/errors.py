@@ -97,11 +97,20 @@ def collect(errors: list[ErrorItem], cls: type[ServiceError] = InvalidInput) -> 
         raise cls(errors=errors)
 
 
+def lower_first(text: str) -> str:
+    """A library's sentence as one of our phrases: 'Input should be...' -> 'input should be...'."""
+    return text[:1].lower() + text[1:]
+
+
+def pydantic_message(error: dict) -> str:
+    """One pydantic error's message in our style."""
+    return lower_first(error["msg"].removeprefix("Value error, "))
+
+
 def from_pydantic(errors: list[dict], prefix: Loc = ()) -> InvalidInput:
     """pydantic's errors rebuilt as short messages at their places."""
     items = []
     for e in errors:
-        msg = e["msg"].removeprefix("Value error, ")
-        text = f"unknown field {e['loc'][-1]!r}" if e["type"] == "extra_forbidden" else f"{msg[0].lower()}{msg[1:]}"
+        text = f"unknown field {e['loc'][-1]!r}" if e["type"] == "extra_forbidden" else pydantic_message(e)
         items.append(ErrorItem((*prefix, *e["loc"]), text))
     return InvalidInput(errors=items)

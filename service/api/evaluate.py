@@ -15,8 +15,8 @@ from ..codecs.npy import read_npy
 from ..codecs.tensors import Decoded, decode_tensor
 from ..config import Settings
 from ..engine.compute import Outcome
-from ..errors import ServiceError, UnknownLoss
 from ..engine.worker import Engine, Ticket
+from ..errors import ServiceError, UnknownLoss
 from ..losses.prepare import Job, prepare
 from ..losses.registry import Registry
 from ..schemas.evaluate import EvaluateRequest, EvaluateResponse

@@ -30,7 +30,8 @@ class RequestContext:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        given = Headers(scope=scope).get("x-request-id", "")
+        headers = Headers(scope=scope)
+        given = headers.get("x-request-id", "")
         request_id = given if _SAFE_ID.match(given) else os.urandom(16).hex()
         scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
@@ -48,9 +49,11 @@ class RequestContext:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            self._record(scope, request_id, status, sent, time.perf_counter() - started)
+            length = headers.get("content-length", "")
+            received = int(length) if length.isdigit() else 0
+            self._record(scope, request_id, status, received, sent, time.perf_counter() - started)
 
-    def _record(self, scope: Scope, request_id: str, status: int, sent: int, seconds: float) -> None:
+    def _record(self, scope: Scope, request_id: str, status: int, received: int, sent: int, seconds: float) -> None:
         route = scope.get("route")
         path = getattr(route, "path", "unmatched")
         loss = scope["state"].get("loss", "")
@@ -67,7 +70,7 @@ class RequestContext:
                 "status": status,
                 "loss": loss or None,
                 "duration_ms": round(seconds * 1000, 3),
-                "bytes_in": int(Headers(scope=scope).get("content-length", 0) or 0),
+                "bytes_in": received,
                 "bytes_out": sent,
                 "client": (scope.get("client") or ("", 0))[0],
             },

@@ -16,6 +16,7 @@ from ..errors import (
     MalformedRequest,
     UnsupportedMediaType,
     from_pydantic,
+    lower_first,
 )
 from ..schemas.evaluate import EvaluateRequest
 
@@ -48,8 +49,7 @@ def parse_json(raw: bytes, loc: Loc = ("body",)) -> EvaluateRequest:
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        text = str(exc)
-        raise MalformedRequest.at(loc, f"malformed JSON: {text[:1].lower()}{text[1:]}") from None
+        raise MalformedRequest.at(loc, f"malformed JSON: {lower_first(str(exc))}") from None
     if not isinstance(data, dict):
         raise InvalidInput.at(loc, "expected a JSON object")
     try:
@@ -75,8 +75,8 @@ async def read_multipart(request: Request, max_bytes: int) -> Body:
     try:
         form = await parser.parse()
     except MultiPartException as exc:
-        text = exc.message.rstrip(".")
-        raise MalformedRequest.at(("body",), f"malformed multipart body: {text[:1].lower()}{text[1:]}") from None
+        text = lower_first(exc.message.rstrip("."))
+        raise MalformedRequest.at(("body",), f"malformed multipart body: {text}") from None
     try:
         part = form.get("request")
         if part is None:

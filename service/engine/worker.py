@@ -16,7 +16,14 @@ from dataclasses import dataclass, field
 import torch
 
 from ..config import EngineSettings
-from ..errors import ComputeFailed, DeadlineExceeded, NotReady, Overloaded, ServiceError, TooLarge
+from ..errors import (
+    ComputeFailed,
+    DeadlineExceeded,
+    NotReady,
+    Overloaded,
+    ServiceError,
+    TooLarge,
+)
 from ..losses.prepare import Job
 from ..observability import metrics
 from .compute import Outcome, group_key, run_group

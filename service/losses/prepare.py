@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from ..arrays import first_value, fmt_shape, overflows, position
 from ..codecs.tensors import FLOAT_DTYPES, Decoded
-from ..errors import ErrorItem, InvalidInput, collect
+from ..errors import ErrorItem, InvalidInput, collect, pydantic_message
 from .base import Checked, Loss, Params
 from .contract import FLOAT, check_shapes
 from .registry import Registry
@@ -100,8 +100,7 @@ def _param_error(loss: Loss, e: dict) -> ErrorItem:
         else:
             msg += "; expected " + (", ".join(known) if known else "no parameters")
         return ErrorItem(loc, msg)
-    msg = e["msg"].removeprefix("Value error, ")
-    return ErrorItem(loc, f"{msg[0].lower()}{msg[1:]}; got {_short(e.get('input'))}")
+    return ErrorItem(loc, f"{pydantic_message(e)}; got {_short(e.get('input'))}")
 
 
 def _short(value: object) -> str:

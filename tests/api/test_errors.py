@@ -594,3 +594,19 @@ def test_422_loss_of_the_wrong_type(client):
     body = problem(client.post("/v1/evaluate", json={"loss": 5, "inputs": {}}), 422)
     assert body["errors"] == [{"loc": ["loss"], "msg": "expected a loss name or an object {name, params, reduction}"}]
     assert "LossSpec" not in json.dumps(body)
+
+
+def test_400_invalid_content_length_is_answered_and_logged(client):
+    import io
+
+    log = client.app.state.access_log
+    log.enabled, log.stream = True, io.StringIO()
+    try:
+        r = client.post("/v1/evaluate", content=b"{}", headers={"Content-Type": "application/json", "Content-Length": "abc"})
+        log.flush()
+        lines = [json.loads(x) for x in log.stream.getvalue().splitlines()]
+    finally:
+        log.enabled, log.stream = False, None
+    body = problem(r, 400)
+    assert body["detail"] == "invalid Content-Length header"
+    assert [(x["status"], x["bytes_in"]) for x in lines] == [(400, 0)]  # the request was still recorded
