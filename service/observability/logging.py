@@ -16,10 +16,15 @@ import orjson
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "color_message"}
 
 
+def timestamp(seconds: float) -> str:
+    """UTC, ISO 8601 with milliseconds: 2026-11-22T21:18:38.004Z."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{int(seconds * 1000) % 1000:03d}Z"
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "ts": timestamp(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
@@ -63,9 +68,8 @@ class AccessLog:
     def write(self, msg: str, fields: dict) -> None:
         if not self.enabled:
             return
-        now = time.time()
         entry = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z",
+            "ts": timestamp(time.time()),
             "level": "info", "logger": "service.access", "msg": msg, **fields,
         }  # fmt: skip
         line = orjson.dumps(entry, default=str)
