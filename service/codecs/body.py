@@ -19,6 +19,7 @@ from ..errors import (
     lower_first,
 )
 from ..schemas.evaluate import EvaluateRequest
+from . import numeric
 
 
 @dataclass
@@ -35,8 +36,7 @@ async def read_body(request: Request) -> tuple[str, bytes | None]:
     """The media type, and the raw body for JSON (multipart is streamed by its parser)."""
     kind = media_type(request)
     if kind == "application/json" or kind.endswith("+json"):
-        # joined here rather than by request.body(), which would keep the bytes for the request's life
-        return "json", b"".join([chunk async for chunk in request.stream()])
+        return "json", await _read_all(request)
     if kind == "multipart/form-data":
         return "multipart", None
     expected = "expected application/json or multipart/form-data"
@@ -45,9 +45,23 @@ async def read_body(request: Request) -> tuple[str, bytes | None]:
     raise UnsupportedMediaType(f"unsupported content type {kind!r}; {expected}")
 
 
-def parse_json(raw: bytes, loc: Loc = ("body",)) -> EvaluateRequest:
+async def _read_all(request: Request) -> bytes | bytearray:
+    """The whole body, grown in one buffer: a list of chunks and their join would hold it twice.
+    (Read here rather than by request.body(), which would keep it for the request's life.)"""
+    body: bytes | bytearray = b""
+    async for chunk in request.stream():
+        if not body:
+            body = chunk  # a small body comes in one chunk: no copy
+        elif chunk:
+            if isinstance(body, bytes):
+                body = bytearray(body)
+            body += chunk
+    return body
+
+
+def parse_json(raw: bytes | bytearray, loc: Loc = ("body",)) -> EvaluateRequest:
     try:
-        data = orjson.loads(raw)
+        data = numeric.loads(raw, _tensor_path)
     except orjson.JSONDecodeError as exc:
         raise MalformedRequest.at(loc, f"malformed JSON: {lower_first(str(exc))}") from None
     if not isinstance(data, dict):
@@ -56,6 +70,11 @@ def parse_json(raw: bytes, loc: Loc = ("body",)) -> EvaluateRequest:
         return EvaluateRequest.model_validate(data)
     except ValidationError as exc:
         raise from_pydantic(exc.errors(include_url=False)) from None
+
+
+def _tensor_path(path: numeric.Path) -> bool:
+    """Where a tensor's nested array may stand: ``inputs.<role>`` or ``inputs.<role>.data``."""
+    return path[0] == "inputs" and (len(path) == 2 or (len(path) == 3 and path[2] == "data"))
 
 
 def _writable_bytes(upload: UploadFile) -> bytearray:

@@ -43,7 +43,7 @@ class Decoded:
 
 
 def decode_tensor(value: object, loc: Loc, max_elements: int) -> Decoded:
-    if isinstance(value, list):
+    if isinstance(value, (list, np.ndarray)):  # an ndarray: a large nested array, parsed by codecs.numeric
         return Decoded(_nested(value, loc, max_elements), None)
     if isinstance(value, dict):
         if "npy" in value:
@@ -55,7 +55,7 @@ def decode_tensor(value: object, loc: Loc, max_elements: int) -> Decoded:
     raise InvalidInput.at(loc, f"expected a nested array, {{data, shape, dtype}} or {{npy}}; got {got}")
 
 
-def _nested(value: list, loc: Loc, max_elements: int) -> np.ndarray:
+def _nested(value: list | np.ndarray, loc: Loc, max_elements: int) -> np.ndarray:
     try:
         arr = np.asarray(value)
     except (ValueError, TypeError):
@@ -93,7 +93,7 @@ def _data_form(value: dict, loc: Loc, max_elements: int) -> Decoded:
         if count > max_elements:  # before a single element is read
             raise TooLarge.at(loc, f"tensor has {count} elements; the limit is {max_elements}")
     data = value["data"]
-    if not isinstance(data, list):
+    if not isinstance(data, (list, np.ndarray)):
         raise InvalidInput.at((*loc, "data"), "expected an array of numbers")
     arr = _nested(data, (*loc, "data"), max_elements)
     if shape is not None:

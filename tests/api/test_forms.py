@@ -302,3 +302,48 @@ def test_empty_tensors_are_refused(client):
 def test_non_finite_strings_are_not_accepted_as_input(client):
     body = problem(client.post("/v1/evaluate", json={"loss": "mse", "inputs": {"input": ["Infinity"], "target": [1.0]}}), 422)
     assert body["errors"] == [{"loc": ["inputs", "input"], "msg": "expected numbers; got strings"}]
+
+
+# -- large nested arrays (codecs.numeric parses them piece by piece) -----------------------------
+
+LARGE_X = np.random.default_rng(3).standard_normal((4000, 20)).astype(np.float32)  # ~1.6 MB as JSON
+LARGE_T = np.random.default_rng(4).integers(0, 20, 4000)
+
+
+def test_large_nested_arrays_agree_with_npy_and_torch(client):
+    want = {"loss": "cross_entropy", "return_grad": ["input"]}
+    nested = client.post("/v1/evaluate", content=json.dumps(
+        {**want, "inputs": {"input": LARGE_X.tolist(), "target": LARGE_T.tolist()}}), headers={"content-type": "application/json"})  # fmt: skip
+    assert nested.status_code == 200, nested.text
+    assert len(nested.request.content) > 4 * 256 * 1024  # several pieces of the large-array parser
+    as_npy = evaluate(client, {**want, "inputs": {"input": {"npy": b64npy(LARGE_X)}, "target": {"npy": b64npy(LARGE_T)}}})
+    assert answer(nested.json()) == answer(as_npy)
+    x = torch.from_numpy(LARGE_X).requires_grad_(True)
+    value = F.cross_entropy(x, torch.from_numpy(LARGE_T))
+    (grad,) = torch.autograd.grad(value, [x])
+    assert nested.json()["value"] == value.item()
+    np.testing.assert_array_equal(tensor(nested.json()["grad"]["input"]), grad.numpy())
+
+
+@pytest.mark.parametrize(
+    ("last_row", "detail"),
+    [
+        ("[1.0]", "expected a rectangular nested array of numbers; got a ragged one"),
+        ("[1.0, null" + ", 1.0" * 18 + "]", "expected numbers; got null"),
+    ],
+)
+def test_large_irregular_nested_arrays_get_the_small_ones_errors(client, last_row, detail):
+    rows = ",".join(json.dumps(r) for r in LARGE_X.tolist()) + "," + last_row
+    r = client.post("/v1/evaluate", content=f'{{"loss": "mse", "inputs": {{"input": [{rows}], "target": [{rows}]}}}}',
+                    headers={"content-type": "application/json"})  # fmt: skip
+    assert problem(r, 422)["errors"][0] == {"loc": ["inputs", "input"], "msg": detail}
+
+
+def test_large_malformed_json_is_a_400_with_orjsons_position(client):
+    rows = ",".join(json.dumps(r) for r in LARGE_X.tolist())
+    text = f'{{"loss": "mse", "inputs": {{"input": [{rows}, [01]]}}}}'
+    r = client.post("/v1/evaluate", content=text, headers={"content-type": "application/json"})
+    at = text.index("[01]") + 1  # orjson points at the leading zero, counted in the whole body
+    assert problem(r, 400)["detail"] == (
+        f"body: malformed JSON: number with leading zero is not allowed: line 1 column {at + 1} (char {at})"
+    )
