@@ -6,6 +6,7 @@ import time
 
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -17,6 +18,7 @@ from ..config import Settings
 from ..engine.compute import Outcome
 from ..engine.worker import Engine, Ticket
 from ..errors import ServiceError, UnknownLoss
+from ..headers import header
 from ..losses.prepare import Job, prepare
 from ..losses.registry import Registry
 from ..schemas.evaluate import EvaluateRequest, EvaluateResponse
@@ -51,11 +53,17 @@ _REQUEST_DOC = {
     responses=responses(400, 401, 404, 413, 415, 422, 429, 503, 504),
 )
 async def evaluate(request: Request) -> Response:
+    return Response(await answer(request), media_type="application/json")
+
+
+async def answer(request: Request) -> bytes:
+    """The response body for a request, or a ServiceError."""
     state = request.app.state
     settings: Settings = state.settings
     engine: Engine = state.engine
     deadline = time.perf_counter() + settings.engine.request_timeout_s
-    reserved = int(request.headers.get("content-length") or 0)
+    length = header(request.scope, b"content-length")
+    reserved = int(length) if length and length.isdigit() else 0
     engine.reserve(reserved)
     try:
         engine.arriving += 1
@@ -68,8 +76,7 @@ async def evaluate(request: Request) -> Response:
         reserved += working
         outcome, ticket = await engine.submit(job, deadline)
         out_bytes = job.nbytes if (job.grad_roles or job.return_elementwise) else 0
-        payload = await _sized(out_bytes, _payload, job, outcome, ticket, str(engine.device), encoding)
-        return Response(payload, media_type="application/json")
+        return await _sized(out_bytes, _payload, job, outcome, ticket, str(engine.device), encoding)
     finally:
         engine.release(reserved)
 
@@ -159,9 +166,13 @@ class EvaluateFastPath:
             return await self.app(scope, receive, send)
         scope["route"] = self.route
         try:
-            response = await evaluate(Request(scope, receive))
+            payload = await answer(Request(scope, receive))
+        except ClientDisconnect:
+            return  # nobody to answer
         except ServiceError as exc:
-            response = problem_response(exc)
+            return await problem_response(exc)(scope, receive, send)
         except Exception:  # noqa: BLE001 - logged; the client gets a bare 500 problem
-            response = unexpected_response("POST", self.PATH)
-        await response(scope, receive, send)
+            return await unexpected_response("POST", self.PATH)(scope, receive, send)
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": payload})

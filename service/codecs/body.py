@@ -8,7 +8,8 @@ import orjson
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
+from starlette.types import Receive
 
 from ..errors import (
     InvalidInput,
@@ -18,6 +19,7 @@ from ..errors import (
     from_pydantic,
     lower_first,
 )
+from ..headers import header
 from ..schemas.evaluate import EvaluateRequest
 from . import numeric
 
@@ -29,14 +31,14 @@ class Body:
 
 
 def media_type(request: Request) -> str:
-    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+    return (header(request.scope, b"content-type") or "").split(";")[0].strip().lower()
 
 
-async def read_body(request: Request) -> tuple[str, bytes | None]:
+async def read_body(request: Request) -> tuple[str, bytes | bytearray | None]:
     """The media type, and the raw body for JSON (multipart is streamed by its parser)."""
     kind = media_type(request)
     if kind == "application/json" or kind.endswith("+json"):
-        return "json", await _read_all(request)
+        return "json", await _read_all(request.receive)
     if kind == "multipart/form-data":
         return "multipart", None
     expected = "expected application/json or multipart/form-data"
@@ -45,18 +47,24 @@ async def read_body(request: Request) -> tuple[str, bytes | None]:
     raise UnsupportedMediaType(f"unsupported content type {kind!r}; {expected}")
 
 
-async def _read_all(request: Request) -> bytes | bytearray:
+async def _read_all(receive: Receive) -> bytes | bytearray:
     """The whole body, grown in one buffer: a list of chunks and their join would hold it twice.
-    (Read here rather than by request.body(), which would keep it for the request's life.)"""
+    (Read from ``receive`` itself: request.body() would keep it for the request's life, and
+    request.stream() costs an async generator per request.)"""
     body: bytes | bytearray = b""
-    async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
         if not body:
             body = chunk  # a small body comes in one chunk: no copy
         elif chunk:
             if isinstance(body, bytes):
                 body = bytearray(body)
             body += chunk
-    return body
+        if not message.get("more_body", False):
+            return body
 
 
 def parse_json(raw: bytes | bytearray, loc: Loc = ("body",)) -> EvaluateRequest:

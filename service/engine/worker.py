@@ -58,6 +58,14 @@ class Ticket:
             self.future.set_result(result)
 
 
+def _expire(ticket: Ticket) -> None:
+    """The deadline passed: answer 504 now; the worker skips the job if it has not started."""
+    if not ticket.future.done():
+        ticket.cancelled = True
+        metrics.REJECTIONS.labels("deadline").inc()
+        ticket.future.set_exception(DeadlineExceeded("the request took longer than its deadline"))
+
+
 def finish_all(results: list[tuple[Ticket, Outcome | BaseException]]) -> None:
     """Complete many tickets with one cross-thread call per event loop (one wake-up, not one each)."""
     by_loop: dict[asyncio.AbstractEventLoop, list] = {}
@@ -126,6 +134,10 @@ class Engine:
     async def submit(self, job: Job, deadline: float) -> tuple[Outcome, Ticket]:
         loop = asyncio.get_running_loop()
         ticket = Ticket(job, loop.create_future(), loop, deadline)
+        left = deadline - ticket.queued_at
+        if left <= 0:  # late already (decoding took it all): no work is queued for it
+            _expire(ticket)
+            return await ticket.future
         with self._cond:
             if not self.ready:
                 raise NotReady("the compute worker is not running")
@@ -134,16 +146,14 @@ class Engine:
                 raise Overloaded("the queue is full; retry later")
             self._queue.append(ticket)
             self._cond.notify()
+        timer = loop.call_later(left, _expire, ticket)
         try:
-            async with asyncio.timeout_at(loop.time() + max(0.0, deadline - time.perf_counter())):
-                outcome = await ticket.future
-        except TimeoutError:
-            ticket.cancelled = True  # the worker skips it if it has not started
-            metrics.REJECTIONS.labels("deadline").inc()
-            raise DeadlineExceeded("the request took longer than its deadline") from None
+            outcome = await ticket.future
         except asyncio.CancelledError:  # the client went away
             ticket.cancelled = True
             raise
+        finally:
+            timer.cancel()
         return outcome, ticket
 
     # --- the worker thread -----------------------------------------------------------------

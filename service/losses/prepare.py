@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import orjson
 import torch
 from pydantic import ValidationError
 
@@ -17,7 +18,7 @@ from ..arrays import first_value, fmt_shape, overflows, position
 from ..codecs.tensors import FLOAT_DTYPES, Decoded
 from ..errors import ErrorItem, InvalidInput, collect, pydantic_message
 from .base import Checked, Loss, Params
-from .contract import FLOAT, check_shapes
+from .contract import FLOAT, Binding, check_shapes
 from .registry import Registry
 
 NP_FLOAT = {"float16": np.float16, "bfloat16": np.float32, "float32": np.float32, "float64": np.float64}
@@ -58,20 +59,62 @@ def prepare(
     return_elementwise: bool,
 ) -> Job:
     loss = registry.get(name)
+    plan = _plan(loss, raw_params, reduction, tensors, return_grad)
+    arrays = {}
+    for role, decoded in tensors.items():
+        arrays[role] = _convert(role, decoded, plan.kinds[role], plan.dtype)
+    checked = Checked(arrays, plan.params, plan.binding)
+    collect([e for check in loss.validate for e in check(checked)])
+    grads = plan.grads if plan.grads is not None else _grad_roles(loss, return_grad, plan.kinds)  # raises
+    return Job(loss, plan.params, reduction, arrays, plan.dtype, grads, return_elementwise or reduction == "none")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a request's loss, params, reduction, shapes and stated dtypes decide (everything but
+    the values): worked out once and reused for the requests that agree in all of these, as a
+    client sending batch after batch does."""
+
+    loss: Loss
+    params: Params
+    binding: Binding
+    kinds: dict[str, str]
+    dtype: str
+    grads: tuple[str, ...] | None  # None: the gradient roles asked for are wrong (raised later)
+
+
+_PLANS: dict[tuple, Plan] = {}
+PLANS_KEPT = 1024
+
+
+def _plan(loss: Loss, raw_params: dict, reduction: str, tensors: dict[str, Decoded], return_grad: bool | list[str]) -> Plan:
+    try:
+        key = (
+            id(loss), orjson.dumps(raw_params), reduction,
+            tuple((role, t.dtype, t.array.shape) for role, t in tensors.items()),
+            return_grad if isinstance(return_grad, bool) else tuple(return_grad),
+        )  # fmt: skip
+    except TypeError:  # not JSON data: no caching
+        key = None
+    plan = _PLANS.get(key) if key is not None else None
+    if plan is not None and plan.loss is loss:
+        return plan
     errors = _reduction(loss, reduction)
     params, param_errors = parse_params(loss, raw_params)
     errors += param_errors + _roles(loss, tensors)
     collect(errors)
     binding = check_shapes(loss.roles, {k: v.array.shape for k, v in tensors.items()})
     kinds = {r: f.kind for r, f in binding.forms.items()}
-    dtype = _compute_dtype(tensors, kinds)
-    arrays = {}
-    for role, decoded in tensors.items():
-        arrays[role] = _convert(role, decoded, kinds[role], dtype)
-    checked = Checked(arrays, params, binding)
-    collect([e for check in loss.validate for e in check(checked)])
-    grads = _grad_roles(loss, return_grad, kinds)
-    return Job(loss, params, reduction, arrays, dtype, grads, return_elementwise or reduction == "none")
+    try:
+        grads = _grad_roles(loss, return_grad, kinds)
+    except InvalidInput:
+        grads = None
+    plan = Plan(loss, params, binding, kinds, _compute_dtype(tensors, kinds), grads)
+    if key is not None and grads is not None:
+        if len(_PLANS) >= PLANS_KEPT:
+            _PLANS.clear()  # many distinct shapes: start again rather than track recency per request
+        _PLANS[key] = plan
+    return plan
 
 
 def _reduction(loss: Loss, reduction: str) -> list[ErrorItem]:
