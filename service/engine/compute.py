@@ -27,7 +27,16 @@ class Outcome:
 def group_key(job: Job, solo_elements: int = 2**20) -> tuple | None:
     """Jobs with equal keys may share a compute call; None means the job runs alone (large jobs
     gain nothing from batching: it would only add a concatenation and the slicing)."""
-    if job.elements > solo_elements or not job.loss.batchable(job.params, job.arrays):
+    if job.elements > solo_elements:
+        return None
+    memo = job.plan.memo if job.plan is not None else {}
+    if "group" not in memo:  # the same for every job of a plan: worked out once
+        memo["group"] = _group_key(job)
+    return memo["group"]
+
+
+def _group_key(job: Job) -> tuple | None:
+    if not job.loss.batchable(job.params, job.arrays):
         return None
     dims = []
     for r in job.loss.roles:

@@ -6,7 +6,7 @@ Everything a client can get wrong is found here, before torch is called.
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -35,6 +35,7 @@ class Job:
     dtype: str  # compute dtype of the float roles: float16, bfloat16, float32 or float64
     grad_roles: tuple[str, ...]
     return_elementwise: bool
+    plan: Plan | None = field(default=None, repr=False, compare=False)  # shared by like requests
 
     @property
     def nbytes(self) -> int:
@@ -66,7 +67,7 @@ def prepare(
     checked = Checked(arrays, plan.params, plan.binding)
     collect([e for check in loss.validate for e in check(checked)])
     grads = plan.grads if plan.grads is not None else _grad_roles(loss, return_grad, plan.kinds)  # raises
-    return Job(loss, plan.params, reduction, arrays, plan.dtype, grads, return_elementwise or reduction == "none")
+    return Job(loss, plan.params, reduction, arrays, plan.dtype, grads, return_elementwise or reduction == "none", plan)
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,7 @@ class Plan:
     kinds: dict[str, str]
     dtype: str
     grads: tuple[str, ...] | None  # None: the gradient roles asked for are wrong (raised later)
+    memo: dict = field(default_factory=dict, compare=False)  # what the engine derives from it (group key)
 
 
 _PLANS: dict[tuple, Plan] = {}

@@ -16,9 +16,18 @@ import orjson
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "color_message"}
 
 
+_second: tuple[int | None, str] = (None, "")  # the last whole second formatted, and its text
+
+
 def timestamp(seconds: float) -> str:
     """UTC, ISO 8601 with milliseconds: 2026-11-22T21:18:38.004Z."""
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{int(seconds * 1000) % 1000:03d}Z"
+    global _second
+    whole, text = _second
+    if whole != int(seconds):  # strftime once a second, not once a log line
+        whole = int(seconds)
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+        _second = (whole, text)
+    return f"{text}.{int(seconds * 1000) % 1000:03d}Z"
 
 
 class JsonFormatter(logging.Formatter):
