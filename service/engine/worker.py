@@ -179,8 +179,10 @@ class Engine:
                     return None
                 self._cond.wait()
             until = time.perf_counter() + s.max_queue_delay_ms / 1000
-            # Wait for company only while other requests are on their way: low traffic pays nothing.
-            while len(self._queue) < s.max_batch_requests and self.arriving > 0 and not self._stopping:
+            # Wait for company only while other requests are on their way (low traffic pays
+            # nothing), and only for a job that can have company (large ones run alone).
+            alone = self._key(self._queue[0]) is None
+            while not alone and len(self._queue) < s.max_batch_requests and self.arriving > 0 and not self._stopping:
                 left = until - time.perf_counter()
                 if left <= 0 or not self._cond.wait(left):
                     break

@@ -292,3 +292,26 @@ def test_large_requests_run_alone():
     small, large = job(n=4), job(n=4000)
     assert group_key(small, solo_elements=1000) is not None
     assert group_key(large, solo_elements=1000) is None
+
+
+@pytest.mark.parametrize(("n", "waits"), [(4, True), (4000, False)])
+def test_only_jobs_that_can_have_company_wait_for_it(n, waits):
+    """While requests are still being decoded (``arriving``), the worker holds a batchable job
+    back for company, up to the queue delay; a job too large to batch runs at once."""
+    e = Engine(EngineSettings(max_queue_delay_ms=60_000, solo_elements=1000), torch.device("cpu"))
+    e.start()
+    try:
+
+        async def go():
+            e.arriving = 1  # another request is on its way
+            task = asyncio.ensure_future(e.submit(job(n=n), far()))
+            done, _ = await asyncio.wait([task], timeout=2)
+            e.arriving = 0
+            with e._cond:
+                e._cond.notify_all()  # a waiting worker looks again and stops waiting
+            outcome, _ = await task
+            return bool(done), outcome.batch_size
+
+        assert asyncio.run(go()) == (not waits, 1)
+    finally:
+        e.stop(timeout=10)
