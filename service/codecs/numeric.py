@@ -66,8 +66,9 @@ def loads(raw: bytes | bytearray, is_tensor: Callable[[Path], bool]) -> object:
         data = orjson.loads(skeleton)
     except orjson.JSONDecodeError:
         return orjson.loads(raw)  # raises the error as the plain parse words it
-    placed = _place(data, parsed, raw, is_tensor)
-    return data if placed else orjson.loads(raw)
+    if isinstance(data, str) or not _place(data, parsed, raw, is_tensor):
+        return orjson.loads(raw)  # the whole body was one array, or a placeholder became a key
+    return data
 
 
 def _place(data: object, parsed: list, raw: bytes | bytearray, is_tensor: Callable[[Path], bool]) -> bool:

@@ -156,6 +156,10 @@ def test_invalid_json_gets_orjsons_own_error(raw):
     assert str(ours.value) == str(plain_error.value)
 
 
+def test_a_body_that_is_one_large_array():
+    assert_same(orjson.dumps([[1.5, 2.5]] * 40))
+
+
 def test_a_client_string_that_looks_like_a_placeholder_changes_nothing():
     raw = b'{"x": "\\u0000loss-service-array:0", "inputs": {"input": [' + b"[1.0, 2.0], " * 40 + b"[3, 4]]}}"
     got = assert_same(raw)
