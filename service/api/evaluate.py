@@ -88,7 +88,7 @@ async def _decode(request: Request, settings: Settings, registry: Registry) -> t
         body = Body(await _sized(size, parse_json, raw))
         del raw  # the parsed form is all that is needed from here on
     else:
-        body = await read_multipart(request, settings.limits.max_body_bytes)
+        body = await read_multipart(request)
         size = sum(len(v) for v in body.files.values())
     request.scope["state"]["loss"] = _loss_label(registry, body.request)
     job = await _sized(size, _job, body, settings.limits.max_elements, registry)

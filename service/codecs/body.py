@@ -6,8 +6,6 @@ from dataclasses import dataclass, field
 
 import orjson
 from pydantic import ValidationError
-from starlette.datastructures import UploadFile
-from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect, Request
 from starlette.types import Receive
 
@@ -21,7 +19,7 @@ from ..errors import (
 )
 from ..headers import header
 from ..schemas.evaluate import EvaluateRequest
-from . import numeric
+from . import multipart, numeric
 
 
 @dataclass
@@ -85,41 +83,23 @@ def _tensor_path(path: numeric.Path) -> bool:
     return path[0] == "inputs" and (len(path) == 2 or (len(path) == 3 and path[2] == "data"))
 
 
-def _writable_bytes(upload: UploadFile) -> bytearray:
-    """The part's bytes in a writable buffer, so that its .npy data can be used in place."""
-    upload.file.seek(0, 2)
-    buf = bytearray(upload.file.tell())
-    upload.file.seek(0)
-    upload.file.readinto(buf)
-    return buf
-
-
-async def read_multipart(request: Request, max_bytes: int) -> Body:
-    parser = MultiPartParser(request.headers, request.stream(), max_files=64, max_fields=64, max_part_size=max_bytes)
-    # Parts stay in memory (the body limit and the in-flight budget bound them), instead of
-    # Starlette's default of spilling every part over 1 MiB to a temporary file on disk.
-    parser.spool_max_size = max_bytes
-    try:
-        form = await parser.parse()
-    except MultiPartException as exc:
-        text = lower_first(exc.message.rstrip("."))
-        raise MalformedRequest.at(("body",), f"malformed multipart body: {text}") from None
-    try:
-        part = form.get("request")
-        if part is None:
-            raise InvalidInput.at(("body", "request"), "missing the 'request' part holding the JSON request")
-        raw = await part.read() if isinstance(part, UploadFile) else part.encode()
-        body = Body(parse_json(raw, ("body", "request")))
-        for name, value in form.multi_items():
-            if name == "request":
-                continue
-            if not isinstance(value, UploadFile):
-                raise InvalidInput.at(("body", name), "expected a file part holding a .npy file")
-            if name in body.files:
-                raise InvalidInput.at(("inputs", name), "given in two file parts")
-            if name in body.request.inputs:
-                raise InvalidInput.at(("inputs", name), "given both in the request part and as a file part")
-            body.files[name] = _writable_bytes(value)
-        return body
-    finally:
-        await form.close()
+async def read_multipart(request: Request) -> Body:
+    parts = await multipart.read_parts(request.receive, header(request.scope, b"content-type") or "")
+    requests = [p for p in parts if p.name == "request"]
+    if not requests:
+        raise InvalidInput.at(("body", "request"), "missing the 'request' part holding the JSON request")
+    if len(requests) > 1:
+        raise InvalidInput.at(("body", "request"), "given in two parts")
+    body = Body(parse_json(requests[0].data, ("body", "request")))
+    for part in parts:
+        name = part.name
+        if name == "request":
+            continue
+        if part.filename is None:
+            raise InvalidInput.at(("body", name), "expected a file part holding a .npy file")
+        if name in body.files:
+            raise InvalidInput.at(("inputs", name), "given in two file parts")
+        if name in body.request.inputs:
+            raise InvalidInput.at(("inputs", name), "given both in the request part and as a file part")
+        body.files[name] = part.data  # the .npy file is used in place
+    return body

@@ -125,10 +125,14 @@ def test_400_malformed_npy_file_part(client):
 @pytest.mark.parametrize(
     "content_type, body, reason",
     [
-        ("multipart/form-data; boundary=xyz", b"garbage--", "invalid multipart data"),
-        ("multipart/form-data", b"garbage--", "missing boundary in multipart"),
-    ],
-    ids=["bad-body", "no-boundary"],
+        ("multipart/form-data; boundary=xyz", b"garbage--", "no boundary: expected the body to start with '--xyz'"),
+        ("multipart/form-data", b"garbage--", "the Content-Type header has no boundary parameter"),
+        ("multipart/form-data; boundary=xyz", b'--xyz\r\nContent-Disposition: form-data; name="request"\r\n\r\n{}',
+         "the body ends before the closing boundary '--xyz--'"),
+        ("multipart/form-data; boundary=xyz", b"--xyz\r\nContent-Type: text/plain\r\n\r\n{}\r\n--xyz--",
+         "part 1: missing the Content-Disposition header"),
+    ],  # fmt: skip
+    ids=["bad-body", "no-boundary", "unterminated", "no-disposition"],
 )
 def test_400_malformed_multipart(client, content_type, body, reason):
     r = client.post("/v1/evaluate", content=body, headers={"Content-Type": content_type})
@@ -504,6 +508,11 @@ def test_422_role_given_in_the_request_part_and_as_a_file_part(client):
 def test_422_role_given_in_two_file_parts(client):
     files = [("request", (None, json.dumps({"loss": "mse"}))), ("input", ("a.npy", GOOD_NPY)), ("input", ("b.npy", GOOD_NPY)), ("target", ("t.npy", GOOD_NPY))]
     expect(client.post("/v1/evaluate", files=files), 422, "inputs.input: given in two file parts", [(["inputs", "input"], "given in two file parts")])
+
+
+def test_422_two_request_parts(client):
+    files = [("request", (None, json.dumps({"loss": "mse"}))), ("request", (None, json.dumps({"loss": "l1"}))), ("input", ("i.npy", GOOD_NPY)), ("target", ("t.npy", GOOD_NPY))]
+    expect(client.post("/v1/evaluate", files=files), 422, "body.request: given in two parts", [(["body", "request"], "given in two parts")])
 
 
 def test_422_multipart_without_a_request_part(client):
