@@ -39,8 +39,8 @@ def goals(rows: list[dict], info: dict) -> list[dict]:
     for c in (8, 64):
         goal(f"small c={c}: batching on / off req/s", _ratio(rps(g("small", "ours", c)), rps(g("small", "ours-batch1", c))),
              ">=", 1.0, "batching must win")  # fmt: skip
-    goal("segmentation c=8: batching on / off req/s",
-         _ratio(rps(g("segmentation npy +grad", "ours", 8)), rps(g("segmentation npy +grad", "ours-batch1", 8))), ">=", 1.0, "")
+    # No goal for segmentation batching on / off: each of its requests (1.3M elements) is over
+    # solo_elements, so both servers run them alone; its "x batch-off" column shows the ratio.
     for s, c in (("small", 64), ("large npy", 8), ("segmentation npy +grad", 8)):
         goal(f"{s} c={c}: 2 workers / 1 worker req/s", _ratio(rps(g(s, "ours-2workers", c)), rps(g(s, "ours", c))),
              ">=", 1.0, "scales, not collapses (< 1 on 2 cores shared with the client)")  # fmt: skip
