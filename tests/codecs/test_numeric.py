@@ -4,10 +4,13 @@ parse gives (orjson.loads, then np.asarray at tensor positions), or its very err
 from __future__ import annotations
 
 import random
+import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import orjson
 import pytest
+import simdjson
 
 from service.codecs import numeric
 from service.codecs.body import _tensor_path
@@ -18,6 +21,31 @@ def small_sizes(monkeypatch):
     """Candidates from 64 bytes, pieces of 100: every test body takes many pieces."""
     monkeypatch.setattr(numeric, "MIN_SPAN", 64)
     monkeypatch.setattr(numeric, "PIECE", 100)
+
+
+class Pieces(list):
+    """One entry per piece simdjson was tried on: whether it gave it (appended: thread-safe)."""
+
+    @property
+    def tried(self) -> int:
+        return len(self)
+
+    @property
+    def given(self) -> int:
+        return sum(self)
+
+
+@pytest.fixture
+def fast(monkeypatch) -> Pieces:
+    pieces, real = Pieces(), numeric._fast_piece
+
+    def counting(*args):
+        piece = real(*args)
+        pieces.append(piece is not None)
+        return piece
+
+    monkeypatch.setattr(numeric, "_fast_piece", counting)
+    return pieces
 
 
 def assert_same(raw: bytes, expect_fast: tuple[str, ...] = ()) -> object:
@@ -34,10 +62,7 @@ def assert_same(raw: bytes, expect_fast: tuple[str, ...] = ()) -> object:
 
 def _compare(got: object, ref: object) -> None:
     if isinstance(got, np.ndarray):
-        want = np.asarray(ref)
-        assert got.dtype == want.dtype and got.shape == want.shape
-        assert np.array_equal(got, want)
-        assert np.array_equal(np.signbit(got), np.signbit(want))  # -0.0 stays -0.0
+        assert_identical(got, np.asarray(ref))
         return
     assert type(got) is type(ref), (type(got), type(ref))
     if isinstance(ref, dict):
@@ -52,6 +77,14 @@ def _compare(got: object, ref: object) -> None:
         assert got == ref
 
 
+def assert_identical(got: np.ndarray, want: np.ndarray) -> None:
+    """Same dtype, shape and values, bit for bit (-0.0 stays -0.0)."""
+    assert got.dtype == want.dtype and got.shape == want.shape, (got.dtype, got.shape, want.dtype, want.shape)
+    if got.dtype == np.float64:
+        got, want = got.view(np.uint64), want.view(np.uint64)
+    assert np.array_equal(got, want)
+
+
 def body(inputs: dict, **extra) -> bytes:
     return orjson.dumps({"loss": "mse", **extra, "inputs": inputs}, option=orjson.OPT_SERIALIZE_NUMPY)
 
@@ -60,16 +93,18 @@ RNG = np.random.default_rng(7)
 
 
 @pytest.mark.parametrize("shape", [(300,), (40, 7), (9, 5, 6), (3, 4, 5, 6), (2, 3, 2, 3, 2)])
-def test_float_arrays_of_any_depth(shape):
+def test_float_arrays_of_any_depth(shape, fast):
     x = RNG.standard_normal(shape).astype(np.float32)
     got = assert_same(body({"input": x, "target": x * 2}), ("input", "target"))
     assert got["inputs"]["input"].dtype == np.float64
+    assert fast.given == fast.tried > 2  # every piece by simdjson
 
 
-def test_integers_stay_int64_and_booleans_stay_bool():
+def test_integers_stay_int64_and_booleans_stay_bool(fast):
     got = assert_same(body({"input": RNG.integers(-(2**40), 2**40, (50, 6)), "target": RNG.random((50, 6)) > 0.5}),
                       ("input", "target"))  # fmt: skip
     assert got["inputs"]["input"].dtype == np.int64 and got["inputs"]["target"].dtype == np.bool_
+    assert 0 < fast.given < fast.tried  # the integers by simdjson, the booleans by orjson
 
 
 def test_pieces_of_different_number_kinds_promote_as_the_whole_would():
@@ -193,7 +228,7 @@ def _random_value(rng: random.Random, depth: int = 0) -> object:
     return rng.choice([None, True, "s[1]", 3, 2.5, "q\"[", []])
 
 
-def test_random_bodies_agree_with_the_plain_parse():
+def test_random_bodies_agree_with_the_plain_parse(fast):
     rng = random.Random(11)
     arrays = 0
     for _ in range(300):
@@ -205,3 +240,216 @@ def test_random_bodies_agree_with_the_plain_parse():
         arrays += sum(isinstance(v, np.ndarray) or isinstance(v.get("data") if isinstance(v, dict) else None, np.ndarray)
                       for v in got["inputs"].values())  # fmt: skip
     assert arrays > 100  # the pieces path was taken, not only the plain one
+    assert fast.given > 1000 and fast.tried - fast.given > 100  # ...by simdjson, and by orjson
+
+
+# simdjson: a piece it gives must be exactly what orjson and np.asarray give; anything else it
+# must leave to them
+
+
+def fast_piece(text: bytes, depth: int = 2, parser: simdjson.Parser | None = None) -> np.ndarray | None:
+    """What simdjson gives for a piece; checked against the plain parse where it gives one."""
+    got = numeric._fast_piece(parser or simdjson.Parser(), text, depth)
+    if got is not None:
+        assert_identical(got, np.asarray(orjson.loads(text)))
+    return got
+
+
+@pytest.mark.parametrize(
+    ("text", "depth"),
+    [
+        (b"[[1, 2], [3, 4, 5], [6]]", 2),  # ragged, as many numbers as (3, 2) holds
+        (b"[[1, 2, 3], [4, 5], [6]]", 2),
+        (b"[[1, 2], [], [3, 4, 5, 6]]", 2),
+        (b"[[1, 2], [[3], 4]]", 2),  # deeper in places: as_buffer flattens it to 4 numbers
+        (b"[[1, [2]], [3, 4]]", 2),
+        (b"[[[]], [1, 2]]", 2),
+        (b"[1, [2, 3], []]", 1),
+        (b"[[[1, 2], [3, 4, 5]], [[6], [7, 8]]]", 3),
+        (b"[[[1, 2], [3, 4]], [[5, 6], [7, [8]]]]", 3),
+        (b"[[[1, 2], [3, 4]], [[5, 6], 7, 8]]", 3),
+        (b"[[1, 2], [3, 4]]", 3),  # shallower than the candidate
+        (b"[[[1, 2]], [[3, 4]]]", 2),  # deeper than the candidate
+        (b"[1, 2]", 2),
+        (b"[[1, 2], {}]", 2),
+        (b"[[1, 2], [{}, 3]]", 2),
+        (b"[[]]", 2),  # empty: float64 for np.asarray
+        (b"[]", 1),
+        (b"[[true, false], [false, true]]", 2),  # booleans: bool for np.asarray
+        (b"[[1, 2.5], [true, 3]]", 2),
+        (b"[[1, null], [3, 4]]", 2),
+        (b"[[9223372036854775808, 1], [2, 3]]", 2),  # uint64 for np.asarray
+        (b"[[18446744073709551616, 1.5], [2, 3]]", 2),  # beyond 64 bits: float64 for orjson
+        (b"[[-9223372036854775809, 1.5], [2, 3]]", 2),
+        (b"[1e400, 1]", 1),  # not JSON for either of them
+        (b"[01, 1]", 1),
+        (b"[1., 1]", 1),
+        (b"[.5, 1]", 1),
+        (b"[+1, 1]", 1),
+        (b"[NaN, 1]", 1),
+        (b"[1, 2,]", 1),
+        (b"[1 2]", 1),
+        (b"[1, 2]]", 1),
+        (b"[1], [2]", 1),
+    ],
+)
+def test_what_simdjson_leaves_to_orjson(text, depth):
+    assert fast_piece(text, depth) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "depth"),
+    [
+        (b"[[-0, 1.5], [0, -0.0]]", 2),  # the integer -0 is 0.0 beside floats, -0.0 stays -0.0
+        (b"[-0, 7]", 1),
+        (b"[-0e0, -0E5, -0.000, 0e-7]", 1),
+        (b"[1e5, 1E5, 1e+5, 1E+05, 1e-5, 2.5E-3, 0.1e1]", 1),
+        (b"[[1e5, 7], [2E-3, -0]]", 2),  # exponents without a point
+        (b"[[9223372036854775807, -9223372036854775808], [0, 1]]", 2),  # int64's limits
+        (b"[9223372036854775808, 18446744073709551615, 1.5, 9007199254740993]", 1),  # beside floats: rounded
+        (b"[ \t\n\r[ 1 ,\n 2.5\r] ,\t[3 , 4 ] \n]", 2),
+        (b"[[[1], [2]], [[3], [4]]]", 3),
+        (b"[4.9e-324, 2.4703282292062327e-324, 2.4703282292062328e-324, 2.2250738585072011e-308, 1e-400, -1e-400]", 1),
+        (b"[1.7976931348623157e308, 1.7976931348623158e308, -1.7976931348623157e308]", 1),
+        (b"[3.141592653589793238462643383279, 0.1000000000000000055511151231257827, 9007199254740993.0]", 1),
+    ],
+)
+def test_what_simdjson_gives(text, depth):
+    assert fast_piece(text, depth) is not None
+
+
+def test_the_integer_minus_zero_beside_floats_is_plus_zero():
+    got = fast_piece(b"[-0, 1.5, -0.0]", 1)
+    assert list(np.signbit(got)) == [False, False, True]
+
+
+def test_a_parser_parses_again_after_a_piece_it_refused():
+    parser = simdjson.Parser()
+    for text in [b"[[1, 2], [3]]", b"[[true, 1], [2, 3]]", b"[[1, 2], [3, 4]]", b"[[1e999]]", b"[[1.5, 2], [3, 4]]"]:
+        fast_piece(text, 2, parser)
+    assert fast_piece(b"[[1.5, 2], [3, 4]]", 2, parser) is not None
+
+
+def _decimal(rng: random.Random) -> str:
+    """A random float as JSON may write it: up to 25 significant digits, a fraction, an exponent
+    from -330 to 310 (with a sign or not, leading zeros or not), or both."""
+    digits = "".join(rng.choices("0123456789", k=rng.randint(1, 25)))
+    cut = rng.randint(0, len(digits) - 1)
+    whole, fraction = (digits[:cut].lstrip("0") or "0"), digits[cut:]
+    number = rng.choice(["", "-"]) + whole + ("." + fraction if rng.random() < 0.7 else "")
+    if "." not in number or rng.random() < 0.7:
+        exponent = rng.randint(-330, 310)
+        sign = "-" if exponent < 0 else rng.choice(["", "+"])
+        number += rng.choice("eE") + sign + str(abs(exponent)).zfill(rng.randint(1, 4))
+    return number
+
+
+def test_numbers_round_exactly_as_orjson_rounds_them():
+    rng = random.Random(5)
+    doubles = RNG.standard_normal(3000) * 10.0 ** RNG.integers(-300, 300, 3000)
+    singles = (RNG.standard_normal(3000) * 10.0 ** RNG.integers(-40, 38, 3000)).astype(np.float32)
+    written = [repr(float(v)) for v in doubles] + [str(v) for v in singles] + [_decimal(rng) for _ in range(6000)]
+    written += [str(rng.randint(-(2**63), 2**64 - 1)) for _ in range(500)]  # integers beside floats: rounded
+    good, bad = [], []
+    for w in written:
+        try:
+            orjson.loads(w)
+            good.append(w)
+        except orjson.JSONDecodeError:  # beyond the largest double
+            bad.append(w)
+    assert len(bad) > 20  # some overflow: simdjson must refuse them too
+    rng.shuffle(good)
+    rows = [good[i : i + 10] for i in range(0, len(good) - 9, 10)]
+    text = ("[" + ",".join("[" + ",".join(row) + "]" for row in rows) + "]").encode()
+    assert fast_piece(text) is not None  # compared with orjson's, bit for bit
+    assert all(fast_piece(f"[[1.5, {w}]]".encode()) is None for w in bad)
+
+
+def test_integers_beyond_64_bits_are_left_to_orjson():
+    rng = random.Random(6)
+    for _ in range(200):
+        big = rng.choice([-1, 1]) * rng.randint(2**64, 10**25)
+        assert fast_piece(f"[[1.5, {big}], [2, 3]]".encode()) is None
+        assert fast_piece(f"[[1, {big}], [2, 3]]".encode()) is None
+
+
+def test_edited_pieces_are_given_only_as_orjson_would_give_them():
+    """Random edits (bytes inserted, dropped or changed) of valid pieces: whatever simdjson gives
+    must be what orjson gives."""
+    rng = random.Random(3)
+    alphabet = b"0123456789.eE+-[]{},: \t\n\r\x0c\x00\xa0\xc2tfn"
+    bases = [
+        orjson.dumps(RNG.standard_normal((4, 3)).round(rng.randint(0, 6)), option=orjson.OPT_SERIALIZE_NUMPY),
+        orjson.dumps(RNG.integers(-50, 50, (3, 2, 2)), option=orjson.OPT_SERIALIZE_NUMPY),
+        b"[[-0, 1e5], [2E-3, 0.0]]",
+        b"[ [1 , 2 ] , [ 3,4 ] ]",
+    ]
+    given = 0
+    for _ in range(3000):
+        text = bytearray(rng.choice(bases))
+        for _ in range(rng.randint(1, 3)):
+            i = rng.randrange(len(text))
+            edit = rng.random()
+            if edit < 0.4:
+                text.insert(i, rng.choice(alphabet))
+            elif edit < 0.7:
+                del text[i]
+            else:
+                text[i] = rng.choice(alphabet)
+        text = bytes(text)
+        depth = text[:4].count(b"[")
+        given += fast_piece(text, depth) is not None  # fast_piece compares with orjson's
+    assert given > 100
+
+
+def test_without_simdjson_orjson_parses_every_piece(monkeypatch, fast):
+    monkeypatch.setattr(numeric, "simdjson", None)
+    raw = body({"input": RNG.standard_normal((40, 3)), "target": RNG.integers(0, 9, 300)})
+    assert_same(raw, ("input", "target"))
+    assert fast.tried == 0
+
+
+def test_pieces_of_integers_then_floats_promote_as_the_whole_would(fast):
+    ints = RNG.integers(-(2**60), 2**60, (30, 3)).tolist()  # large: the promotion rounds them
+    floats = RNG.standard_normal((30, 3)).tolist()
+    for rows in (ints + floats, floats + ints):
+        got = assert_same(body({"input": rows}), ("input",))
+        assert got["inputs"]["input"].dtype == np.float64
+    assert fast.given == fast.tried > 4
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        "[1, 2, 3], [4], [5, 6]",  # ragged, as many numbers as (3, 2) holds
+        "[1, 2], [3, [4]]",
+        "[[1, 2], [3]], [[4], [5, 6]]",
+        "[1, 2], [-0, 3.5]",  # the integer -0: 0.0, not -0.0
+        ", ".join(["[-0, -0]"] * 40),  # ...in pieces of integers only, promoted by the others
+        "[1, 2], [9223372036854775808, 3]",
+        "[1.5, 2], [18446744073709551616, 3]",
+        "[1, 2], [true, 3]",
+        "[1e5, 1E+5], [ 1e-5 ,\n-2.5E-3 ]",
+    ],
+)
+def test_odd_rows_among_regular_ones_give_what_the_plain_parse_gives(rows, fast):
+    regular = b"[1.5, 2.5], " * 30
+    assert_same(b'{"inputs": {"input": [' + regular + rows.encode() + b", " + regular + b"[7, 8]]}}")
+    assert fast.given > 0
+
+
+def test_bodies_parsed_at_once_in_threads(fast):
+    """Each parse has its own parser: none is refused for another thread's document."""
+    bodies = [body({"input": RNG.standard_normal((300, k)), "target": RNG.integers(0, 9, (300, k))})
+              for k in range(1, 9)]  # fmt: skip
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads take turns as often as they can
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            results = [list(pool.map(lambda raw: numeric.loads(raw, _tensor_path), bodies)) for _ in range(3)]
+    finally:
+        sys.setswitchinterval(interval)
+    for got in results:
+        for raw, one in zip(bodies, got):
+            _compare(one, orjson.loads(raw))
+    assert fast.given == fast.tried > 1000
