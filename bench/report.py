@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 
 MiB = 1024 * 1024
 
@@ -35,7 +36,13 @@ def goals(rows: list[dict], info: dict) -> list[dict]:
 
     rps = lambda row: _field(row, "req_s")  # noqa: E731
     p50 = lambda row: _field(row, "p50_ms")  # noqa: E731
-    goal("small c=64: ours / naive req/s", _ratio(rps(g("small", "ours", 64)), rps(g("small", "naive", 64))), ">=", 1.5, "aim 2")
+    rounds = [r for r in info.get("alternating", []) if not r.get("ours_errors") and not r.get("naive_errors")]
+    ratios = sorted(r["ours"] / r["naive"] for r in rounds if r.get("naive"))
+    goal(f"small c=64: ours / naive req/s, median of {len(ratios)} alternating rounds",
+         statistics.median(ratios) if ratios else None, ">=", 1.5,
+         "aim 2; rounds " + ", ".join(f"{x:.2f}" for x in ratios))  # fmt: skip
+    goal("small c=64: ours / naive req/s, the table's points", _ratio(rps(g("small", "ours", 64)), rps(g("small", "naive", 64))),
+         ">=", 1.5, "measured minutes apart")  # fmt: skip
     for c in (8, 64):
         goal(f"small c={c}: batching on / off req/s", _ratio(rps(g("small", "ours", c)), rps(g("small", "ours-batch1", c))),
              ">=", 1.0, "batching must win")  # fmt: skip

@@ -33,6 +33,7 @@ PY = sys.executable
 OURS, BATCH1, WORKERS2, NAIVE, TRIVIAL = "ours", "ours-batch1", "ours-2workers", "naive", "trivial"
 FRESH = "ours-fresh"  # memory rows: a freshly started server serving only that scenario
 FLOOR = "floor"  # the in-process floor's rows
+ALTERNATING_ROUNDS = 3  # small c=64, ours and naive in turn (see run_alternating)
 
 
 def ours(name: str, env: dict[str, str], log_dir: Path) -> Server:
@@ -76,21 +77,21 @@ def scenarios(available: set[str], quick: bool) -> list[Scenario]:
                         {s: small_levels for s in (*every, NAIVE)}, small, small))  # fmt: skip
     # 2. large: cross_entropy N=65536, C=100 float32; three encodings, value and gradient
     t = bodies.make((2048 if quick else 65536, 100), "cross_entropy", available, seed=1)
-    reps = 1 if quick else 8
+    reps = 1 if quick else 20
     large = dict(duration_s=8.0, max_requests=reps, warmup_requests=1)
     for encoding, make in (("npy", bodies.multipart), ("base64", bodies.base64_json), ("nested", bodies.nested_json)):
         for grad in (False, True):
             levels = {s: (1,) for s in every}
             if encoding == "npy" and not grad and not quick:
                 levels[OURS] = levels[WORKERS2] = (1, 8)  # memory under the in-flight budget; workers
-            budget = large if encoding != "nested" else dict(large, max_requests=1 if quick else 3)
+            budget = large if encoding != "nested" else dict(large, max_requests=1 if quick else 5)
             naive = None
             if encoding == "nested":
                 naive, levels[NAIVE] = bodies.naive(t, grad), (1,)
                 levels.pop(BATCH1), levels.pop(WORKERS2)  # one request at a time: batching plays no part
             key = f"large {encoding}" + (" +grad" if grad else "")
             out.append(Scenario(key, t, encoding, grad, make(t, grad), naive, levels, budget,
-                                dict(duration_s=1.0 if quick else 15.0, max_requests=1 if quick else 2, warmup_requests=0)))  # fmt: skip
+                                dict(duration_s=1.0 if quick else 15.0, max_requests=1 if quick else 3, warmup_requests=0)))  # fmt: skip
     # 3. segmentation: focal on 8x10x128x128 logits, .npy, with the gradient
     t = bodies.make((2, 10, 64, 64) if quick else (8, 10, 128, 128), {"name": "focal"}, available, seed=2)
     levels = {s: (1,) if quick else (1, 8) for s in every}
@@ -161,6 +162,33 @@ def workers_fallback(failed: Server, plan: list[Scenario], rows: list[dict], inf
         server.stop()
 
 
+def run_alternating(plan: list[Scenario], log_dir: Path, quick: bool) -> list[dict]:
+    """The small scenario at concurrency 64 on ours and on the naive service in turn, for a few
+    rounds, both servers up and the idle one waiting: on a shared box a slow minute then hits
+    both, where the main table measures them minutes apart. The small goal uses the median."""
+    sc = plan[0]
+    pair = [s for s in servers(log_dir) if s.name in (OURS, NAIVE)]
+    rounds: list[dict] = []
+    try:
+        for s in pair:
+            s.log_path = log_dir / f"{s.name}-alternating.log"
+            s.start()
+        budget = dict(duration_s=0.3 if quick else 4.0, warmup_s=0.2 if quick else 1.0, warmup_requests=200)
+        for k in range(1 if quick else ALTERNATING_ROUNDS):
+            got = {}
+            for s in pair:
+                point = asyncio.run(run_point(HOST, s.port, sc.naive if s.name == NAIVE else sc.ours, 64, **budget))
+                got[s.name] = point["req_s"]
+                got[f"{s.name}_errors"] = point["errors"]
+            rounds.append(got)
+            print(f"  round {k + 1}: ours {got[OURS]:.0f} req/s, naive {got[NAIVE]:.0f} req/s, "
+                  f"ratio {got[OURS] / got[NAIVE]:.2f}", flush=True)  # fmt: skip
+    finally:
+        for s in pair:
+            s.stop()
+    return rounds
+
+
 def run_floors(plan: list[Scenario], rows: list[dict], quick: bool) -> None:
     torch.set_num_threads(os.cpu_count() or 1)  # the service's default: cores / workers
     for sc in plan:
@@ -208,6 +236,13 @@ def main() -> None:
         except Exception as exc:  # noqa: BLE001
             print(f"  memory points failed: {exc}", flush=True)
             info.setdefault("failures", []).append(f"{FRESH}: {exc}")
+    if plan:
+        print("small c=64, ours and naive in turn", flush=True)
+        try:
+            info["alternating"] = run_alternating(plan, log_dir, args.quick)
+        except Exception as exc:  # noqa: BLE001
+            print(f"  alternating rounds failed: {exc}", flush=True)
+            info.setdefault("failures", []).append(f"alternating: {exc}")
     info["machine"]["load_avg_at_end"] = os.getloadavg()
     info["duration_s"] = round(time.monotonic() - started, 1)
     out = Path(args.out)
