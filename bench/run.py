@@ -33,7 +33,7 @@ PY = sys.executable
 OURS, BATCH1, WORKERS2, NAIVE, TRIVIAL = "ours", "ours-batch1", "ours-2workers", "naive", "trivial"
 FRESH = "ours-fresh"  # memory rows: a freshly started server serving only that scenario
 FLOOR = "floor"  # the in-process floor's rows
-ALTERNATING_ROUNDS = 3  # small c=64, ours and naive in turn (see run_alternating)
+ALTERNATING_ROUNDS = 5  # small c=64, ours and naive in turn (see run_alternating)
 
 
 def ours(name: str, env: dict[str, str], log_dir: Path) -> Server:
