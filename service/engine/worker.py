@@ -112,7 +112,9 @@ class Engine:
 
     @property
     def ready(self) -> bool:
-        return self.alive and not self._stopping and self._thread is not None and self._thread.is_alive()
+        # ``alive`` is cleared by the thread's own last act (``_run``'s finally), so it is what
+        # Thread.is_alive() would say, without taking the thread's lock twice per request.
+        return self.alive and not self._stopping
 
     @property
     def queue_depth(self) -> int:

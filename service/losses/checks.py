@@ -14,8 +14,9 @@ def class_indices(
     arr: np.ndarray, classes: int, role: str, ignore_index: int | None = None
 ) -> list[ErrorItem]:
     """Indices must lie in ``[0, classes)``, ``ignore_index`` aside."""
-    if arr.min() >= 0 and arr.max() < classes:
-        return []  # the common case: two reductions, no temporaries
+    if np.minimum.reduce(arr, axis=None) >= 0 and np.maximum.reduce(arr, axis=None) < classes:
+        return []  # the common case: two reductions, no temporaries (ufuncs called directly:
+        # ndarray.min() goes through a Python wrapper that costs as much as the work here)
     bad = (arr < 0) | (arr >= classes)
     if ignore_index is not None:
         bad &= arr != ignore_index

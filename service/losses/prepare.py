@@ -189,7 +189,7 @@ def _convert(role: str, t: Decoded, kind: str, dtype: str) -> np.ndarray:
             raise InvalidInput.at(loc, f"expected a float tensor ({', '.join(FLOAT_DTYPES)}); got {t.dtype}")
         with np.errstate(over="ignore"):  # a value too large for the dtype becomes inf: found below
             out = arr.astype(NP_FLOAT[dtype], copy=False)
-        if np.isfinite(out).all() and (dtype != "bfloat16" or overflows(out, dtype) is None):
+        if np.logical_and.reduce(np.isfinite(out), axis=None) and (dtype != "bfloat16" or overflows(out, dtype) is None):
             return out  # the common case: one cast and one pass
         bad = ~np.isfinite(arr)
         if bad.any():
