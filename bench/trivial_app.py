@@ -14,6 +14,8 @@ import uvicorn
 from fastapi import FastAPI, Request
 from starlette.responses import Response
 
+from service.protocol import HTTP_PROTOCOL
+
 app = FastAPI(title="trivial")
 
 
@@ -34,6 +36,6 @@ if __name__ == "__main__":
     parser.add_argument("--port", type=int, default=8102)
     args = parser.parse_args()
     uvicorn.run(
-        app, host=args.host, port=args.port, log_level="warning", access_log=False, log_config=None,
+        app, host=args.host, port=args.port, http=HTTP_PROTOCOL, log_level="warning", access_log=False, log_config=None,
         timeout_keep_alive=5, proxy_headers=True,
     )  # fmt: skip

@@ -13,6 +13,7 @@ import uvicorn
 from uvicorn.supervisors import Multiprocess
 
 from .config import Settings
+from .protocol import HTTP_PROTOCOL
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -31,6 +32,7 @@ def main(argv: list[str] | None = None) -> None:
     config = uvicorn.Config(
         "service.app:create_app_from_env",
         factory=True,
+        http=HTTP_PROTOCOL,
         host=settings.host,
         port=settings.port,
         workers=settings.workers,
