@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 CHUNK = 1 << 20
@@ -43,6 +44,8 @@ class Point:
     first_error: str = ""
     sample: str = ""
     body_bytes: int = 0
+    cpu_s: float | None = None  # the server's CPU time over the measured phase, when probed
+    steal: float | None = None  # the machine's share of time stolen by the hypervisor meanwhile
 
     def percentile(self, q: float) -> float:
         if not self.latencies_ms:
@@ -67,6 +70,8 @@ class Point:
             "p99_ms": self.percentile(99),
             "mb_s": rps * self.body_bytes / 1e6,
             "body_bytes": self.body_bytes,
+            "cpu_us_per_req": None if self.cpu_s is None or not self.requests else self.cpu_s / self.requests * 1e6,
+            "steal": self.steal,
         }
 
 
@@ -160,11 +165,20 @@ async def _phase(host: str, port: int, raw: bytes, point: Point, concurrency: in
 
 async def run_point(host: str, port: int, body: Body, concurrency: int, *, duration_s: float = 5.0,
                     max_requests: int = 100_000, warmup_s: float = 1.0, warmup_requests: int = 50,
-                    timeout_s: float = 300.0) -> dict:  # fmt: skip
-    """Warm up, then measure one point; returns ``Point.summary()``."""
+                    timeout_s: float = 300.0, cpu: Callable[[], float] | None = None,
+                    ticks: Callable[[], tuple[int, int]] | None = None) -> dict:  # fmt: skip
+    """Warm up, then measure one point; returns ``Point.summary()``. ``cpu`` (the server's CPU
+    seconds so far) and ``ticks`` (the machine's steal and total ticks so far) are read just
+    before and after the measured phase."""
     raw = http_request(f"{host}:{port}", body)
     if warmup_requests > 0:
         await _phase(host, port, raw, Point(concurrency), concurrency, warmup_s, warmup_requests)
     point = Point(concurrency, body_bytes=body.nbytes)
+    cpu0, ticks0 = cpu and cpu(), ticks and ticks()
     await asyncio.wait_for(_phase(host, port, raw, point, concurrency, duration_s, max_requests), timeout_s)
+    if cpu is not None:
+        point.cpu_s = cpu() - cpu0
+    if ticks is not None:
+        (steal1, total1), (steal0, total0) = ticks(), ticks0
+        point.steal = (steal1 - steal0) / max(1, total1 - total0)
     return point.summary()

@@ -105,6 +105,30 @@ def process_tree(root: int) -> list[int]:
     return tree
 
 
+def cpu_seconds(root: int) -> float:
+    """CPU time of ``root`` and its descendants so far, in seconds: each live thread's time on a
+    CPU from /proc/PID/task/TID/schedstat (nanoseconds), or the process's utime + stime (clock
+    ticks, 10 ms) where schedstat is missing."""
+    total = 0.0
+    for pid in process_tree(root):
+        try:
+            total += sum(int((task / "schedstat").read_text().split()[0]) for task in Path(f"/proc/{pid}/task").iterdir()) / 1e9
+        except (OSError, ValueError, IndexError):
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            except OSError:
+                continue  # the process has ended
+    return total
+
+
+def machine_ticks() -> tuple[int, int]:
+    """(steal, total) clock ticks of the whole machine so far, from /proc/stat: the share of
+    time the hypervisor gave to other guests over an interval is how noisy the box was."""
+    values = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (values[7] if len(values) > 7 else 0), sum(values[:8])
+
+
 class RssWatch:
     """Peak resident memory of a process tree over a block of code, in MB.
 

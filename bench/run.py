@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -27,7 +28,7 @@ import bodies  # noqa: E402
 import floors  # noqa: E402
 import report  # noqa: E402
 from load import Body, run_point  # noqa: E402
-from procs import HOST, ROOT, RssWatch, Server, free_port, machine  # noqa: E402
+from procs import HOST, ROOT, RssWatch, Server, cpu_seconds, free_port, machine, machine_ticks  # noqa: E402
 
 PY = sys.executable
 OURS, BATCH1, WORKERS2, NAIVE, TRIVIAL = "ours", "ours-batch1", "ours-2workers", "naive", "trivial"
@@ -104,8 +105,10 @@ def scenarios(available: set[str], quick: bool) -> list[Scenario]:
 def _row(sc: Scenario, server: str, point: dict, rss: RssWatch) -> dict:
     row = {"scenario": sc.key, "server": server, **point, "idle_mb": rss.idle_mb, "peak_mb": rss.peak_mb,
            "tensor_mb": sc.tensors.nbytes / 1e6}  # fmt: skip
+    cpu = point.get("cpu_us_per_req")
     print(f"  {sc.key:24} {server:14} c={point['concurrency']:<3} {point['req_s']:9.1f} req/s  p50 {point['p50_ms']:9.1f} ms"
-          f"  peak {rss.peak_mb:7.0f} MB  errors {point['errors']} {point['first_error'][:120]}", flush=True)  # fmt: skip
+          f"  peak {rss.peak_mb:7.0f} MB" + (f"  cpu {cpu:9.0f} us/req" if cpu is not None else "")
+          + f"  errors {point['errors']} {point['first_error'][:120]}", flush=True)  # fmt: skip
     return row
 
 
@@ -137,8 +140,10 @@ def run_server(server: Server, plan: list[Scenario], rows: list[dict]) -> None:
         for c in sc.levels[server.name]:
             if c > 1 and "max_requests" in budget:  # a few rounds of c requests
                 budget = dict(budget, max_requests=max(budget["max_requests"], 3 * c))
-            with RssWatch(server.proc.pid) as rss:
-                point = asyncio.run(run_point(HOST, server.port, body, c, **budget))
+            pid = server.proc.pid
+            with RssWatch(pid) as rss:
+                point = asyncio.run(run_point(HOST, server.port, body, c, **budget, cpu=partial(cpu_seconds, pid),
+                                              ticks=machine_ticks))  # fmt: skip
             rows.append(_row(sc, server.name, point, rss))
 
 
@@ -177,12 +182,17 @@ def run_alternating(plan: list[Scenario], log_dir: Path, quick: bool) -> list[di
         for k in range(1 if quick else ALTERNATING_ROUNDS):
             got = {}
             for s in pair:
-                point = asyncio.run(run_point(HOST, s.port, sc.naive if s.name == NAIVE else sc.ours, 64, **budget))
+                pid = s.proc.pid
+                point = asyncio.run(run_point(HOST, s.port, sc.naive if s.name == NAIVE else sc.ours, 64, **budget,
+                                              cpu=partial(cpu_seconds, pid), ticks=machine_ticks))  # fmt: skip
                 got[s.name] = point["req_s"]
                 got[f"{s.name}_errors"] = point["errors"]
+                got[f"{s.name}_cpu_us"] = point["cpu_us_per_req"]
+                got[f"{s.name}_steal"] = point["steal"]
             rounds.append(got)
-            print(f"  round {k + 1}: ours {got[OURS]:.0f} req/s, naive {got[NAIVE]:.0f} req/s, "
-                  f"ratio {got[OURS] / got[NAIVE]:.2f}", flush=True)  # fmt: skip
+            print(f"  round {k + 1}: ours {got[OURS]:.0f} req/s ({got[f'{OURS}_cpu_us']:.0f} us CPU/req, steal "
+                  f"{got[f'{OURS}_steal']:.0%}), naive {got[NAIVE]:.0f} req/s ({got[f'{NAIVE}_cpu_us']:.0f} us CPU/req, "
+                  f"steal {got[f'{NAIVE}_steal']:.0%}), ratio {got[OURS] / got[NAIVE]:.2f}", flush=True)  # fmt: skip
     finally:
         for s in pair:
             s.stop()
