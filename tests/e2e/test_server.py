@@ -96,6 +96,20 @@ def test_multipart_npy_with_curl(server, tmp_path):
     np.testing.assert_allclose(grad, xt.grad.numpy(), rtol=1e-12)
 
 
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_large_npy_upload_with_curl(server, tmp_path, chunked):
+    """An 8 MB .npy upload arrives in many chunks (sent chunked too): every byte reaches the loss."""
+    url, _ = server
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((16384, 64)).astype(np.float32)
+    t = rng.integers(0, 64, 16384)
+    headers = ["-H", "Transfer-Encoding: chunked"] if chunked else []
+    r = curl("-X", "POST", f"{url}/v1/evaluate", *headers, "-F", 'request={"loss": {"name": "cross_entropy", "reduction": "sum"}}',
+             "-F", f"input=@{npy_file(tmp_path, 'input', x)}", "-F", f"target=@{npy_file(tmp_path, 'target', t)}")
+    want = torch.nn.functional.cross_entropy(torch.from_numpy(x), torch.from_numpy(t), reduction="sum")
+    assert json.loads(r.stdout).get("value") == pytest.approx(want.item(), rel=1e-5), r.stdout
+
+
 def test_errors_reach_curl_as_problem_json(server):
     url, _ = server
     r = curl("-X", "POST", f"{url}/v1/evaluate", "-H", "Content-Type: application/json", "-d", "{not json",
