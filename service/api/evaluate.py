@@ -53,11 +53,11 @@ _REQUEST_DOC = {
     responses=responses(400, 401, 404, 413, 415, 422, 429, 503, 504),
 )
 async def evaluate(request: Request) -> Response:
-    return Response(await answer(request), media_type="application/json")
+    return Response(b"".join(await answer(request)), media_type="application/json")
 
 
-async def answer(request: Request) -> bytes:
-    """The response body for a request, or a ServiceError."""
+async def answer(request: Request) -> list[bytes]:
+    """The response body for a request, in pieces (see encode.dump_parts), or a ServiceError."""
     state = request.app.state
     settings: Settings = state.settings
     engine: Engine = state.engine
@@ -121,8 +121,8 @@ def _job(body: Body, max_elements: int, registry: Registry) -> Job:
     return prepare(registry, spec.name, spec.params, spec.reduction, tensors, req.return_grad, req.return_elementwise)
 
 
-def _payload(job: Job, outcome: Outcome, ticket: Ticket, device: str, encoding: str) -> bytes:
-    return encode.dumps(_content(job, outcome, ticket, device, encoding))
+def _payload(job: Job, outcome: Outcome, ticket: Ticket, device: str, encoding: str) -> list[bytes]:
+    return encode.dump_parts(_content(job, outcome, ticket, device, encoding))
 
 
 def _content(job: Job, outcome: Outcome, ticket: Ticket, device: str, encoding: str) -> dict:
@@ -166,13 +166,16 @@ class EvaluateFastPath:
             return await self.app(scope, receive, send)
         scope["route"] = self.route
         try:
-            payload = await answer(Request(scope, receive))
+            parts = await answer(Request(scope, receive))
         except ClientDisconnect:
             return  # nobody to answer
         except ServiceError as exc:
             return await problem_response(exc)(scope, receive, send)
         except Exception:  # noqa: BLE001 - logged; the client gets a bare 500 problem
             return await unexpected_response("POST", self.PATH)(scope, receive, send)
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+        length = sum(map(len, parts))
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(length).encode())]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": payload})
+        last = len(parts) - 1
+        for i, part in enumerate(parts):  # each piece to the socket as it is: no joined copy
+            await send({"type": "http.response.body", "body": part, "more_body": i < last})

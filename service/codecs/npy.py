@@ -83,11 +83,15 @@ def _is_shape(shape: object) -> bool:
     return isinstance(shape, tuple) and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
 
 
-def write_npy(arr: np.ndarray) -> bytes:
-    """An .npy (version 1.0) file of a C-contiguous array, header padded to 64 bytes."""
-    arr = np.asarray(arr, order="C")
+def npy_header(arr: np.ndarray) -> bytes:
+    """The .npy (version 1.0) header of a C-contiguous array, padded to a multiple of 64 bytes."""
     header = f"{{'descr': '{arr.dtype.str}', 'fortran_order': False, 'shape': {tuple(arr.shape)!r}, }}"
     pad = 64 - (len(MAGIC) + 4 + len(header) + 1) % 64
     head = header + " " * pad + "\n"
-    prefix = MAGIC + b"\x01\x00" + struct.pack("<H", len(head)) + head.encode("latin1")
-    return b"".join((prefix, arr.reshape(-1).view(np.uint8).data))  # the data copied once
+    return MAGIC + b"\x01\x00" + struct.pack("<H", len(head)) + head.encode("latin1")
+
+
+def write_npy(arr: np.ndarray) -> bytes:
+    """An .npy (version 1.0) file of an array (written C-contiguous)."""
+    arr = np.asarray(arr, order="C")
+    return b"".join((npy_header(arr), arr.reshape(-1).view(np.uint8).data))  # the data copied once
