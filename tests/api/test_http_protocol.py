@@ -11,6 +11,7 @@ import uvicorn
 from uvicorn.protocols.http import httptools_impl
 
 import service.__main__ as entry
+from service import protocol
 from service.protocol import HTTP_PROTOCOL, HttpProtocol
 
 PIECE = 100_000
@@ -114,3 +115,22 @@ def test_python_m_service_runs_uvicorn_with_it(monkeypatch):
     assert config.http == HTTP_PROTOCOL == "service.protocol:HttpProtocol"
     config.load()
     assert config.http_protocol_class is HttpProtocol
+
+
+def test_installed_uvicorn_has_the_lines_it_relies_on():
+    assert protocol.choose() == protocol.OURS
+
+
+def test_another_uvicorn_gets_its_own_protocol():
+    """Where uvicorn's code differs from what the tweak relies on, uvicorn's own choice stands."""
+
+    def on_body(self, body):  # e.g. a uvicorn that appends with extend()
+        self.cycle.body.extend(body)
+
+    def receive(self):  # e.g. a uvicorn that hands over the bytearray itself
+        return {"type": "http.request", "body": self.body, "more_body": self.more_body}
+
+    functions = {"on_body": on_body, "receive": httptools_impl.RequestResponseCycle.receive}
+    assert protocol.choose(functions) == "auto"
+    assert protocol.choose({"on_body": httptools_impl.HttpToolsProtocol.on_body, "receive": receive}) == "auto"
+    assert protocol.choose({"on_body": len, "receive": len}) == "auto"  # no source at all
