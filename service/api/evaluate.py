@@ -18,7 +18,7 @@ from ..config import Settings
 from ..engine.compute import Outcome
 from ..engine.worker import Engine, Ticket
 from ..errors import ServiceError, UnknownLoss
-from ..headers import header
+from ..headers import content_length
 from ..losses.prepare import Job, prepare
 from ..losses.registry import Registry
 from ..schemas.evaluate import EvaluateRequest, EvaluateResponse
@@ -62,8 +62,7 @@ async def answer(request: Request) -> list[bytes]:
     settings: Settings = state.settings
     engine: Engine = state.engine
     deadline = time.perf_counter() + settings.engine.request_timeout_s
-    length = header(request.scope, b"content-length")
-    reserved = int(length) if length and length.isdigit() else 0
+    reserved = content_length(request.scope)
     engine.reserve(reserved)
     try:
         engine.arriving += 1

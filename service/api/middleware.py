@@ -13,7 +13,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import MalformedRequest, ServiceError, TooLarge, Unauthenticated
-from ..headers import header
+from ..headers import content_length, header
 from ..observability import metrics
 from ..observability.logging import AccessLog
 from .problems import problem_response
@@ -57,9 +57,7 @@ class RequestContext:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            length = header(scope, b"content-length") or ""
-            received = int(length) if length.isdigit() else 0
-            self._record(scope, request_id, status, received, sent, time.perf_counter() - started)
+            self._record(scope, request_id, status, content_length(scope), sent, time.perf_counter() - started)
 
     def _record(self, scope: Scope, request_id: str, status: int, received: int, sent: int, seconds: float) -> None:
         route = scope.get("route")
