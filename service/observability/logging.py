@@ -30,19 +30,15 @@ def timestamp(seconds: float) -> str:
     return f"{text}.{int(seconds * 1000) % 1000:03d}Z"
 
 
+def _start(seconds: float, level: str, logger: str, msg: str) -> dict:
+    """The fields every log line starts with (the access log's lines too)."""
+    return {"ts": timestamp(seconds), "level": level, "logger": logger, "msg": msg}
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        entry = {
-            "ts": timestamp(record.created),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        fields = getattr(record, "fields", None)  # the access log passes its fields ready-made
-        if fields is not None:
-            entry.update(fields)
-        else:
-            entry.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
+        entry = _start(record.created, record.levelname.lower(), record.name, record.getMessage())
+        entry.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return orjson.dumps(entry, default=str).decode()
@@ -77,10 +73,8 @@ class AccessLog:
     def write(self, msg: str, fields: dict) -> None:
         if not self.enabled:
             return
-        entry = {
-            "ts": timestamp(time.time()),
-            "level": "info", "logger": "service.access", "msg": msg, **fields,
-        }  # fmt: skip
+        entry = _start(time.time(), "info", "service.access", msg)
+        entry.update(fields)
         line = orjson.dumps(entry, default=str)
         self._lines.append(line)
         self._size += len(line) + 1
