@@ -86,16 +86,21 @@ def _status_kb(pid: int, field: str) -> int:
     return 0
 
 
+def _stat_fields(proc: Path) -> list[str]:
+    """The fields of ``proc``/stat after the command name (which may itself hold spaces and
+    parentheses): [0] state, [1] parent id, [11] utime, [12] stime. OSError if it has ended."""
+    return (proc / "stat").read_text().rsplit(")", 1)[1].split()
+
+
 def process_tree(root: int) -> list[int]:
     """``root`` and all its descendants, from the parent ids in /proc/*/stat."""
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                stat = (entry / "stat").read_text()
+                ppid = int(_stat_fields(entry)[1])
             except OSError:
                 continue
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
             children.setdefault(ppid, []).append(int(entry.name))
     tree, todo = [], [root]
     while todo:
@@ -115,7 +120,7 @@ def cpu_seconds(root: int) -> float:
             total += sum(int((task / "schedstat").read_text().split()[0]) for task in Path(f"/proc/{pid}/task").iterdir()) / 1e9
         except (OSError, ValueError, IndexError):
             try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                fields = _stat_fields(Path(f"/proc/{pid}"))
                 total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
             except OSError:
                 continue  # the process has ended
