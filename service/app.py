@@ -75,7 +75,8 @@ class LossService(FastAPI):
         app = super().build_middleware_stack()
         app = evaluate.EvaluateFastPath(app)
         app = BodyLimit(app, max_bytes=s.limits.max_body_bytes, read_timeout_s=s.limits.read_timeout_s)
-        app = ApiKeys(app, keys=s.auth.api_keys)
+        if s.auth.api_keys:  # without keys, every request would only pass through it
+            app = ApiKeys(app, keys=s.auth.api_keys)
         app = RequestContext(app, access_log=self.state.access_log)
         if s.cors_origins:  # outermost: errors such as 401 carry CORS headers too
             app = CORSMiddleware(

