@@ -66,7 +66,9 @@ class RequestContext:
         loss = scope["state"].get("loss", "")
         metrics.observe_request(path, loss, status, seconds)
         client = (scope.get("client") or ("", 0))[0]
-        self.access_log.request(request_id, scope["method"], scope["path"], status, loss, seconds, received, sent, client)
+        self.access_log.request(
+            request_id, scope["method"], scope["path"], status, loss, seconds, received, sent, client
+        )
 
 
 class ApiKeys:

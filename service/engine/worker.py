@@ -26,8 +26,8 @@ from ..errors import (
 )
 from ..losses.prepare import Job
 from ..observability import metrics
-from .compute import Outcome, group_key, run_group
 from ..timeouts import PerLoop
+from .compute import Outcome, group_key, run_group
 from .device import probe
 
 log = logging.getLogger("service.engine")
