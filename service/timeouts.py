@@ -54,20 +54,19 @@ class Watchdog:
         self._tick = self.loop.call_later(self.resolution_s, self._check) if self._due else None
 
 
-class PerLoop:
-    """The Watchdog of the running loop, for an object used from more than one loop over its life
-    (tests run each in its own): one identity check per use in the common case of one loop."""
+_LAST: Watchdog | None = None
+_BY_LOOP: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Watchdog] = weakref.WeakKeyDictionary()
 
-    def __init__(self, resolution_s: float = RESOLUTION_S) -> None:
-        self.resolution_s = resolution_s
-        self._last: Watchdog | None = None
-        self._all: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Watchdog] = weakref.WeakKeyDictionary()
 
-    def get(self, loop: asyncio.AbstractEventLoop) -> Watchdog:
-        watchdog = self._last
-        if watchdog is None or watchdog.loop is not loop:
-            watchdog = self._all.get(loop)
-            if watchdog is None:
-                watchdog = self._all[loop] = Watchdog(loop, self.resolution_s)
-            self._last = watchdog
-        return watchdog
+def on(loop: asyncio.AbstractEventLoop) -> Watchdog:
+    """``loop``'s Watchdog: one per loop, shared by every timeout on it (body reads, deadlines),
+    so that one tick serves them all. One identity check per call while a single loop runs;
+    loops that come and go (tests run each in its own) get theirs, and lose it when collected."""
+    global _LAST
+    watchdog = _LAST
+    if watchdog is None or watchdog.loop is not loop:
+        watchdog = _BY_LOOP.get(loop)
+        if watchdog is None:
+            watchdog = _BY_LOOP[loop] = Watchdog(loop)
+        _LAST = watchdog
+    return watchdog

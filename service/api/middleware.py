@@ -12,11 +12,11 @@ import time
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .. import timeouts
 from ..errors import MalformedRequest, ServiceError, TooLarge, Unauthenticated
 from ..headers import content_length, header
 from ..observability import metrics
 from ..observability.logging import AccessLog
-from ..timeouts import PerLoop
 from .problems import problem_response
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
@@ -108,7 +108,6 @@ class BodyLimit:
         self.app = app
         self.max_bytes = max_bytes
         self.read_timeout_s = read_timeout_s
-        self._watchdogs = PerLoop()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -118,8 +117,7 @@ class BodyLimit:
             error = self._too_large() if length.isdigit() else MalformedRequest("invalid Content-Length header")
             return await problem_response(error)(scope, receive, send)
         received = 0
-        loop = asyncio.get_running_loop()
-        watchdog = self._watchdogs.get(loop)
+        watchdog = timeouts.on(asyncio.get_running_loop())
 
         async def limited() -> Message:
             nonlocal received

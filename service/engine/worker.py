@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .. import timeouts
 from ..config import EngineSettings
 from ..errors import (
     ComputeFailed,
@@ -26,7 +27,6 @@ from ..errors import (
 )
 from ..losses.prepare import Job
 from ..observability import metrics
-from ..timeouts import PerLoop
 from .compute import Outcome, group_key, run_group
 from .device import probe
 
@@ -95,7 +95,6 @@ class Engine:
         self.alive = False
         self.inflight_bytes = 0
         self.arriving = 0  # requests admitted and still decoding: a reason to wait for company
-        self._watchdogs = PerLoop()  # the tickets' deadlines
 
     # --- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -150,7 +149,7 @@ class Engine:
                 raise Overloaded("the queue is full; retry later")
             self._queue.append(ticket)
             self._cond.notify()
-        watchdog = self._watchdogs.get(loop)
+        watchdog = timeouts.on(loop)  # the ticket's deadline
         watchdog.arm(ticket, left, _expire, ticket)
         try:
             outcome = await ticket.future

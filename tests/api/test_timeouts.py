@@ -10,10 +10,11 @@ import time
 import pytest
 import uvicorn
 
+from service import timeouts
 from service.app import create_app
 from service.config import Settings
 from service.protocol import HTTP_PROTOCOL
-from service.timeouts import PerLoop, Watchdog
+from service.timeouts import Watchdog
 
 RES = 0.005
 
@@ -84,13 +85,12 @@ def test_ticks_only_while_something_is_armed():
 
 
 def test_one_watchdog_per_loop_and_each_keeps_its_own():
-    per_loop = PerLoop(RES)
     fired = []
 
     async def go(tag):
         loop = asyncio.get_running_loop()
-        wd = per_loop.get(loop)
-        assert per_loop.get(loop) is wd and wd.loop is loop
+        wd = timeouts.on(loop)
+        assert timeouts.on(loop) is wd and wd.loop is loop
         wd.arm(tag, 0.01, fired.append, tag)
         await asyncio.sleep(0.05)
         return wd
