@@ -83,8 +83,9 @@ def _fmt(x: float | None, digits: int = 1) -> str:
     return f"{x:.{digits}f}" if abs(x) >= 1 or x == 0 else f"{x:.3g}"
 
 
-def _pct(x: float | None) -> str:
-    return "n/a" if x is None else f"{x:.0%}"
+def or_na(x: float | None, spec: str) -> str:
+    """``x`` formatted with ``spec``, or "n/a" when it was not measured."""
+    return "n/a" if x is None else format(x, spec)
 
 
 def markdown(rows: list[dict], goal_rows: list[dict], info: dict) -> str:
@@ -135,7 +136,7 @@ def markdown(rows: list[dict], goal_rows: list[dict], info: dict) -> str:
         lines.append(
             f"| {s} | {r['server']} | {c} | {_fmt(r['req_s'])} | {_fmt(r['p50_ms'])} | {_fmt(r['p99_ms'])} "
             f"| {_fmt(r['mb_s'])} | {_fmt(r['body_bytes'] / 1e6, 2)} | {_fmt(r.get('idle_mb'))} | {_fmt(r.get('peak_mb'))} "
-            f"| {_fmt(r.get('cpu_us_per_req'))} | {_pct(r.get('steal'))} | {err} | {_fmt(vs_naive, 2)} | {_fmt(vs_floor, 2)} | {_fmt(vs_off, 2)} |"
+            f"| {_fmt(r.get('cpu_us_per_req'))} | {or_na(r.get('steal'), '.0%')} | {err} | {_fmt(vs_naive, 2)} | {_fmt(vs_floor, 2)} | {_fmt(vs_off, 2)} |"
         )
     errors = [r for r in rows if r.get("first_error")]
     if errors:

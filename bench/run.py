@@ -192,18 +192,14 @@ def run_alternating(plan: list[Scenario], log_dir: Path, quick: bool) -> list[di
                 got[f"{s.name}_cpu_us"] = point["cpu_us_per_req"]
                 got[f"{s.name}_steal"] = point["steal"]
             rounds.append(got)
-            said = [f"{s.name} {got[s.name]:.0f} req/s ({_or_na(got[f'{s.name}_cpu_us'], '.0f')} us CPU/req, "
-                    f"steal {_or_na(got[f'{s.name}_steal'], '.0%')})" for s in pair]  # fmt: skip
+            said = [f"{s.name} {got[s.name]:.0f} req/s ({report.or_na(got[f'{s.name}_cpu_us'], '.0f')} us CPU/req, "
+                    f"steal {report.or_na(got[f'{s.name}_steal'], '.0%')})" for s in pair]  # fmt: skip
             ratio = got[OURS] / got[NAIVE] if got[NAIVE] else None
-            print(f"  round {k + 1}: {', '.join(said)}, ratio {_or_na(ratio, '.2f')}", flush=True)
+            print(f"  round {k + 1}: {', '.join(said)}, ratio {report.or_na(ratio, '.2f')}", flush=True)
     finally:
         for s in pair:
             s.stop()
     return rounds
-
-
-def _or_na(x: float | None, spec: str) -> str:
-    return "n/a" if x is None else format(x, spec)
 
 
 def run_floors(plan: list[Scenario], rows: list[dict], quick: bool) -> None:
