@@ -5,14 +5,16 @@ from __future__ import annotations
 import logging
 import signal
 from contextlib import asynccontextmanager
+from functools import partial
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import __version__
 from .api import evaluate, health, losses, problems
-from .api.middleware import ApiKeys, BodyLimit, RequestContext
+from .api.middleware import Gateway
 from .config import Settings
 from .engine.device import choose_device, configure_threads
 from .engine.worker import Engine
@@ -65,19 +67,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 class LossService(FastAPI):
-    """FastAPI, with the service's own middleware wrapped around FastAPI's stack rather than
-    inside it: every route gets request ids, access logs, metrics, API keys, body limits and
-    CORS, and the hot route (``POST /v1/evaluate``) is answered there, without FastAPI's
-    per-request error, telemetry, routing and dependency layers."""
+    """FastAPI, behind the service's own Gateway: every route gets request ids, access logs,
+    metrics, API keys, body limits and CORS, and the hot route (``POST /v1/evaluate``) is
+    answered by the Gateway directly, without FastAPI's per-request error, routing and
+    dependency layers (nor FastAPI's and Starlette's own ``__call__``)."""
 
-    def build_middleware_stack(self):
+    _front: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        front = self._front
+        if front is None:
+            front = self._front = self._build_front()
+        await front(scope, receive, send)
+
+    def _build_front(self) -> ASGIApp:
         s: Settings = self.state.settings
-        app = super().build_middleware_stack()
-        app = evaluate.EvaluateFastPath(app)
-        app = BodyLimit(app, max_bytes=s.limits.max_body_bytes, read_timeout_s=s.limits.read_timeout_s)
-        if s.auth.api_keys:  # without keys, every request would only pass through it
-            app = ApiKeys(app, keys=s.auth.api_keys)
-        app = RequestContext(app, access_log=self.state.access_log)
+        hot = evaluate.EvaluateFastPath(self)
+        app: ASGIApp = Gateway(
+            partial(FastAPI.__call__, self), access_log=self.state.access_log,
+            max_body_bytes=s.limits.max_body_bytes, read_timeout_s=s.limits.read_timeout_s,
+            api_keys=s.auth.api_keys, direct={(hot.METHOD, hot.PATH): hot},
+        )  # fmt: skip
         if s.cors_origins:  # outermost: errors such as 401 carry CORS headers too
             app = CORSMiddleware(
                 app, allow_origins=s.cors_origins, allow_methods=["GET", "POST"],

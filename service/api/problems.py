@@ -32,6 +32,18 @@ def problem_response(error: ServiceError) -> Response:
     return Response(orjson.dumps(problem_body(error)), status_code=error.status, media_type=PROBLEM, headers=headers)
 
 
+Reply = tuple[int, list[tuple[bytes, bytes]], list[bytes]]  # status, headers, the body in pieces
+
+
+def problem_reply(error: ServiceError) -> Reply:
+    """``problem_response``'s answer, as the Gateway sends it for the routes it serves itself."""
+    body = orjson.dumps(problem_body(error))
+    headers = [(b"content-type", PROBLEM.encode()), (b"content-length", str(len(body)).encode())]
+    if error.retry_after is not None:
+        headers.append((b"retry-after", str(error.retry_after).encode()))
+    return error.status, headers, [body]
+
+
 async def _service_error(request: Request, exc: Exception) -> Response:
     return problem_response(exc)  # type: ignore[arg-type]
 
@@ -55,9 +67,13 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 
 
 def unexpected_response(method: str, path: str) -> Response:
+    return problem_response(unexpected_error(method, path))
+
+
+def unexpected_error(method: str, path: str) -> ServiceError:
     """Log the exception being handled; tell the client only that it happened."""
     log.exception("unhandled error on %s %s", method, path)
-    return problem_response(ServiceError("an internal error occurred; it was logged"))
+    return ServiceError("an internal error occurred; it was logged")
 
 
 def install(app: FastAPI) -> None:
