@@ -34,7 +34,7 @@ log = logging.getLogger("service.engine")
 _SOLO = object()  # the group key of a ticket that runs alone
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Ticket:
     job: Job
     future: asyncio.Future

@@ -39,9 +39,10 @@ class NoParams(Params):
     pass
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False, slots=True)
 class Checked:
-    """A request's tensors after shape and dtype checks, as numpy arrays, for value checks."""
+    """A request's tensors after shape and dtype checks, as numpy arrays, for value checks. (Not
+    frozen: made for every request, and a frozen dataclass costs more to make.)"""
 
     arrays: dict[str, np.ndarray]
     params: Any
