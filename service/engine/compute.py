@@ -15,6 +15,8 @@ import torch
 
 from ..losses.prepare import Job
 
+_CPU = torch.device("cpu")
+
 
 @dataclass
 class Outcome:
@@ -79,7 +81,7 @@ def run_group(jobs: list[Job], device: torch.device) -> list[Outcome]:
         else:
             totals = _reduce_each(el, inputs, jobs, sizes)
         grads = torch.autograd.grad(totals.sum(), leaves) if leaves else []
-    values = [None if j.reduction == "none" else v for j, v in zip(jobs, totals.detach().to("cpu").tolist())]
+    values = [None if j.reduction == "none" else v for j, v in zip(jobs, _on(totals.detach(), _CPU).tolist())]
     return _outcomes(jobs, sizes, el, values, dict(zip(head.grad_roles, grads)))
 
 
@@ -101,17 +103,35 @@ def _reduce_together(el, inputs, jobs, sizes) -> torch.Tensor:
     the sum of its weights over its rows (or its element count)."""
     head = jobs[0]
     k = len(jobs)
-    owner = torch.from_numpy(np.repeat(np.arange(k), sizes)).to(el.device)
-    sums = el.new_zeros(k).index_add(0, owner, el.reshape(el.shape[0], -1).sum(1))
+    owner = _on(torch.from_numpy(np.repeat(np.arange(k), sizes)), el.device)
+    sums = el.new_zeros(k).index_add(0, owner, _row_sums(el))
     weights = head.loss.mean_weights(el, inputs, head.params)
     if weights is None:
         per_row = el[0].numel()
         counts = torch.tensor([n * per_row for n in sizes], dtype=el.dtype, device=el.device)
     else:
-        counts = el.new_zeros(k).index_add(0, owner, weights.reshape(weights.shape[0], -1).sum(1).to(el.dtype))
-    means = torch.tensor([j.reduction == "mean" for j in jobs], device=el.device)
+        row_weights = _row_sums(weights)
+        if row_weights.dtype != el.dtype:
+            row_weights = row_weights.to(el.dtype)
+        counts = el.new_zeros(k).index_add(0, owner, row_weights)
+    wants_mean = [j.reduction == "mean" for j in jobs]
+    if all(wants_mean):  # the usual group: one division (each tensor operation costs a GIL round trip)
+        return sums / counts
+    if not any(wants_mean):
+        return sums
+    means = torch.tensor(wants_mean, device=el.device)
     # divide only where the mean is wanted, so that a zero count elsewhere puts no NaN in a gradient
     return torch.where(means, sums / torch.where(means, counts, torch.ones_like(counts)), sums)
+
+
+def _row_sums(t: torch.Tensor) -> torch.Tensor:
+    """Per row (first dim), the sum of everything in it: ``t`` itself when it is 1-D."""
+    return t if t.dim() == 1 else t.reshape(t.shape[0], -1).sum(1)
+
+
+def _on(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``t`` on ``device``; no call at all when it is there already (on the CPU, the usual case)."""
+    return t if t.device == device else t.to(device)
 
 
 def _concat(parts: list[np.ndarray], axis: int, ragged: tuple[int, ...]) -> np.ndarray:
@@ -162,7 +182,7 @@ class _Rows(Mapping):
 def _to_device(arr: np.ndarray, job: Job, device: torch.device) -> torch.Tensor:
     """The compute dtype on the device; host memory pinned first so the copy can overlap."""
     t = torch.from_numpy(arr)
-    if t.is_floating_point():
+    if t.is_floating_point() and t.dtype != job.torch_dtype:
         t = t.to(job.torch_dtype)
     if device.type == "cuda":
         t = t.pin_memory().to(device, non_blocking=True)

@@ -18,6 +18,8 @@ from service.codecs.tensors import Decoded
 from service.config import EngineSettings
 from service.engine.worker import Engine
 from service.errors import ComputeFailed, DeadlineExceeded, NotReady, Overloaded, TooLarge
+from service.engine.compute import run_group
+from service.losses import default_registry
 from service.losses.base import Loss
 from service.losses.contract import role
 from service.losses.prepare import prepare
@@ -102,6 +104,45 @@ def test_queued_compatible_requests_share_one_call(engine):
         else:
             assert outcome.value == pytest.approx(want.item(), rel=1e-12)
         np.testing.assert_allclose(outcome.grads["input"], x.grad.numpy(), rtol=1e-12)
+
+
+def _ce_job(n, seed, reduction, grad=False, elementwise=False):
+    g = np.random.default_rng(seed)
+    target = g.integers(0, 4, n)
+    target[0] = -100  # ignored: the mean divides by the targets kept
+    tensors = {"input": Decoded(g.standard_normal((n, 4)), "float64"), "target": Decoded(target, "int64")}
+    return prepare(default_registry(), "cross_entropy", {}, reduction, tensors, grad, elementwise)
+
+
+@pytest.mark.parametrize(
+    "reductions",
+    [["mean"] * 4, ["sum"] * 4, ["mean", "sum", "mean", "none"], ["none"] * 3],
+    ids=["all-mean", "all-sum", "mixed", "all-none"],
+)
+@pytest.mark.parametrize("wants", ["values", "elementwise", "grad"])
+def test_a_group_gives_each_request_its_own_answer(reductions, wants):
+    """One compute call for the group; each value, elementwise row and gradient equals PyTorch's
+    for the request alone (the all-mean and values-only groups take shorter paths)."""
+    jobs = [
+        _ce_job(n, seed=n, reduction=r, grad=wants == "grad", elementwise=wants == "elementwise")
+        for n, r in zip([2, 5, 3, 4], reductions)
+    ]
+    outcomes = run_group(jobs, torch.device("cpu"))
+    for j, o in zip(jobs, outcomes):
+        assert o.batch_size == len(jobs)
+        x = torch.from_numpy(j.arrays["input"]).requires_grad_(True)
+        want = torch.nn.functional.cross_entropy(x, torch.from_numpy(j.arrays["target"]), reduction=j.reduction)
+        (want.sum() if j.reduction == "none" else want).backward()
+        if j.reduction == "none":
+            assert o.value is None
+            np.testing.assert_allclose(o.elementwise, want.detach().numpy(), rtol=1e-12)
+        else:
+            assert o.value == pytest.approx(want.item(), rel=1e-12)
+            assert (o.elementwise is not None) == (wants == "elementwise")
+        if wants == "grad":
+            np.testing.assert_allclose(o.grads["input"], x.grad.numpy(), rtol=1e-12)
+        else:
+            assert o.grads == {}
 
 
 def test_incompatible_requests_are_not_mixed(engine):
