@@ -16,9 +16,9 @@ import torch
 
 from service.codecs.tensors import Decoded
 from service.config import EngineSettings
+from service.engine.compute import run_group
 from service.engine.worker import Engine
 from service.errors import ComputeFailed, DeadlineExceeded, NotReady, Overloaded, TooLarge
-from service.engine.compute import run_group
 from service.losses import default_registry
 from service.losses.base import Loss
 from service.losses.contract import role
