@@ -103,7 +103,8 @@ class Gateway:
                 return status, [*headers, (b"www-authenticate", b'Bearer realm="loss-service"')], body
         length = header(scope, b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
-            return problem_reply(self._too_large() if length.isdigit() else MalformedRequest("invalid Content-Length header"))
+            error = self._too_large() if length.isdigit() else MalformedRequest("invalid Content-Length header")
+            return problem_reply(error)
         return None
 
     def _check_key(self, headers: Headers) -> ServiceError | None:
