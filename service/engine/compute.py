@@ -191,8 +191,8 @@ def _to_device(arr: np.ndarray, job: Job, device: torch.device) -> torch.Tensor:
 
 def _outcomes(jobs, sizes, el, values, grads) -> list[Outcome]:
     """Copy the results to the host once for the whole group, then cut them per request."""
-    el_host = el.detach().to("cpu") if any(j.return_elementwise for j in jobs) else None
-    grads_host = {k: g.detach().to("cpu") for k, g in grads.items()}
+    el_host = _on(el.detach(), _CPU) if any(j.return_elementwise for j in jobs) else None
+    grads_host = {k: _on(g.detach(), _CPU) for k, g in grads.items()}
     if el_host is None and not grads_host:  # values only (most small requests): nothing to cut
         return [Outcome(value, None, {}, len(jobs)) for value in values]
     dims = _batch_dims(jobs[0])
