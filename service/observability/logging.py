@@ -80,11 +80,6 @@ class AccessLog:
         if self.enabled:
             self._add((time.time(), request_id, method, path, status, loss, seconds, bytes_in, bytes_out, client))
 
-    def write(self, msg: str, fields: dict) -> None:
-        """Any other line."""
-        if self.enabled:
-            self._add((time.time(), msg, fields))
-
     def _add(self, item: tuple) -> None:
         self._pending.append(item)
         if len(self._pending) >= self.BATCH:
@@ -109,11 +104,7 @@ class AccessLog:
 
 
 def _entry(item: tuple) -> dict:
-    if len(item) == 3:
-        when, msg, fields = item
-        entry = _start(when, "info", "service.access", msg)
-        entry.update(fields)
-        return entry
+    """A request's line, from what ``AccessLog.request`` kept."""
     when, request_id, method, path, status, loss, seconds, bytes_in, bytes_out, client = item
     entry = _start(when, "info", "service.access", f"{method} {path} {status}")
     entry.update(

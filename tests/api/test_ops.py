@@ -93,12 +93,12 @@ def test_access_log_writes_in_batches():
         log = AccessLog(io.StringIO(), interval_s=0.01)
         log.enabled = True
         for i in range(3):
-            log.write(f"GET /healthz {i}", {"status": 200})
+            log.request(f"id-{i}", "GET", f"/healthz/{i}", 200, "", 0.001, 0, 2, "127.0.0.1")
         assert log.stream.getvalue() == ""  # buffered
         await asyncio.sleep(0.05)
         return log.stream.getvalue().splitlines()
 
-    assert [json.loads(x)["msg"] for x in asyncio.run(go())] == ["GET /healthz 0", "GET /healthz 1", "GET /healthz 2"]
+    assert [json.loads(x)["msg"] for x in asyncio.run(go())] == ["GET /healthz/0 200", "GET /healthz/1 200", "GET /healthz/2 200"]
 
 
 def test_json_log_format():
