@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import orjson
-
 from load import Body
 
 JSON = "application/json"
@@ -74,7 +73,9 @@ def multipart(t: Tensors, grad: bool) -> Body:
     boundary = uuid.uuid4().hex
     parts = [(b'name="request"', JSON, orjson.dumps(_request(t, grad, True)))]
     for role in ("input", "target"):
-        parts.append((f'name="{role}"; filename="{role}.npy"'.encode(), "application/octet-stream", npy(getattr(t, role))))
+        parts.append(
+            (f'name="{role}"; filename="{role}.npy"'.encode(), "application/octet-stream", npy(getattr(t, role)))
+        )
     out = bytearray()
     for disposition, ctype, data in parts:
         out += f"--{boundary}\r\n".encode()

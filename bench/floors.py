@@ -14,13 +14,12 @@ import base64
 import io
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import orjson
 import torch
 import torch.nn.functional as F
-
 from bodies import Tensors, npy
 from load import Body
 

@@ -117,7 +117,10 @@ def cpu_seconds(root: int) -> float:
     total = 0.0
     for pid in process_tree(root):
         try:
-            total += sum(int((task / "schedstat").read_text().split()[0]) for task in Path(f"/proc/{pid}/task").iterdir()) / 1e9
+            total += (
+                sum(int((task / "schedstat").read_text().split()[0]) for task in Path(f"/proc/{pid}/task").iterdir())
+                / 1e9
+            )
         except (OSError, ValueError, IndexError):
             try:
                 fields = _stat_fields(Path(f"/proc/{pid}"))
@@ -187,7 +190,7 @@ def machine() -> dict:
     import torch
 
     return {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "cpu": cpu,
         "cores": os.cpu_count(),
         "memory_gb": round(mem_kb / 1024 / 1024, 1),

@@ -10,7 +10,12 @@ MiB = 1024 * 1024
 
 def _get(rows: list[dict], scenario: str, server: str, c: int = 1) -> dict | None:
     for r in rows:
-        if r["scenario"] == scenario and r["server"] == server and r["concurrency"] == c and r["requests"] > r["errors"]:
+        if (
+            r["scenario"] == scenario
+            and r["server"] == server
+            and r["concurrency"] == c
+            and r["requests"] > r["errors"]
+        ):
             return r
     return None
 
@@ -56,15 +61,49 @@ def goals(rows: list[dict], info: dict) -> list[dict]:
     for s, c in (("small", 64), ("large npy", 8), ("segmentation npy +grad", 8)):
         goal(f"{s} c={c}: 2 workers / 1 worker req/s", _ratio(rps(g(s, "ours-2workers", c)), rps(g(s, "ours", c))),
              ">=", 1.0, "scales, not collapses (< 1 on 2 cores shared with the client)")  # fmt: skip
-    goal("large npy: ours p50 / in-process floor", _ratio(p50(g("large npy", "ours")), p50(g("large npy", "floor"))), "<=", 3, "")
-    goal("large npy +grad: ours p50 / in-process floor",
-         _ratio(p50(g("large npy +grad", "ours")), p50(g("large npy +grad", "floor"))), "<=", 6, "")
-    goal("large +grad: naive (nested JSON) p50 / ours (npy) p50",
-         _ratio(p50(g("large nested +grad", "naive")), p50(g("large npy +grad", "ours"))), ">=", 100, "")
-    goal("large nested: naive p50 / ours p50", _ratio(p50(g("large nested", "naive")), p50(g("large nested", "ours"))), ">=", 2.5, "")
-    goal("large nested +grad: naive p50 / ours p50",
-         _ratio(p50(g("large nested +grad", "naive")), p50(g("large nested +grad", "ours"))), ">=", 10, "")
-    for s in ("large npy", "large npy +grad", "large base64", "large base64 +grad", "large nested", "large nested +grad"):
+    goal(
+        "large npy: ours p50 / in-process floor",
+        _ratio(p50(g("large npy", "ours")), p50(g("large npy", "floor"))),
+        "<=",
+        3,
+        "",
+    )
+    goal(
+        "large npy +grad: ours p50 / in-process floor",
+        _ratio(p50(g("large npy +grad", "ours")), p50(g("large npy +grad", "floor"))),
+        "<=",
+        6,
+        "",
+    )
+    goal(
+        "large +grad: naive (nested JSON) p50 / ours (npy) p50",
+        _ratio(p50(g("large nested +grad", "naive")), p50(g("large npy +grad", "ours"))),
+        ">=",
+        100,
+        "",
+    )
+    goal(
+        "large nested: naive p50 / ours p50",
+        _ratio(p50(g("large nested", "naive")), p50(g("large nested", "ours"))),
+        ">=",
+        2.5,
+        "",
+    )
+    goal(
+        "large nested +grad: naive p50 / ours p50",
+        _ratio(p50(g("large nested +grad", "naive")), p50(g("large nested +grad", "ours"))),
+        ">=",
+        10,
+        "",
+    )
+    for s in (
+        "large npy",
+        "large npy +grad",
+        "large base64",
+        "large base64 +grad",
+        "large nested",
+        "large nested +grad",
+    ):
         row = g(s, "ours-fresh")
         above = None if row is None else (row["peak_mb"] - row["idle_mb"]) * MiB / 1e6
         goal(f"{s} c=1: peak RSS above idle / tensor bytes", _ratio(above, _field(row, "tensor_mb")), "<=", 10, "")

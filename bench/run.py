@@ -24,11 +24,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import bodies  # noqa: E402
-import floors  # noqa: E402
-import report  # noqa: E402
-from load import Body, run_point  # noqa: E402
-from procs import HOST, ROOT, RssWatch, Server, cpu_seconds, free_port, machine, machine_ticks  # noqa: E402
+import bodies
+import floors
+import report
+from load import Body, run_point
+from procs import HOST, ROOT, RssWatch, Server, cpu_seconds, free_port, machine, machine_ticks
 
 PY = sys.executable
 OURS, BATCH1, WORKERS2, NAIVE, TRIVIAL = "ours", "ours-batch1", "ours-2workers", "naive", "trivial"
@@ -47,10 +47,33 @@ def servers(log_dir: Path) -> list[Server]:
     return [
         ours(OURS, {}, log_dir),
         ours(BATCH1, {"LOSS_SERVICE_ENGINE__MAX_BATCH_REQUESTS": "1"}, log_dir),
-        ours(WORKERS2, {"LOSS_SERVICE_WORKERS": "2", "LOSS_SERVICE_ENGINE__TORCH_THREADS": str(max(1, cores // 2))}, log_dir),
-        Server(NAIVE, [PY, "-m", "uvicorn", "--app-dir", "../shared/bench", "naive_service:app", "--host", HOST,
-                       "--port", str(free_port()), "--no-access-log"], {}, "/openapi.json", log_dir),  # fmt: skip
-        Server(TRIVIAL, [PY, "bench/trivial_app.py", "--host", HOST, "--port", str(free_port())], {}, "/healthz", log_dir),
+        ours(
+            WORKERS2,
+            {"LOSS_SERVICE_WORKERS": "2", "LOSS_SERVICE_ENGINE__TORCH_THREADS": str(max(1, cores // 2))},
+            log_dir,
+        ),
+        Server(
+            NAIVE,
+            [
+                PY,
+                "-m",
+                "uvicorn",
+                "--app-dir",
+                "../shared/bench",
+                "naive_service:app",
+                "--host",
+                HOST,
+                "--port",
+                str(free_port()),
+                "--no-access-log",
+            ],
+            {},
+            "/openapi.json",
+            log_dir,
+        ),  # fmt: skip
+        Server(
+            TRIVIAL, [PY, "bench/trivial_app.py", "--host", HOST, "--port", str(free_port())], {}, "/healthz", log_dir
+        ),
     ]
 
 
@@ -75,14 +98,14 @@ def scenarios(available: set[str], quick: bool) -> list[Scenario]:
     small_levels = (1, 8) if quick else (1, 8, 64)
     small = dict(duration_s=0.3 if quick else 4.0, warmup_s=0.2 if quick else 1.0, warmup_requests=200)
     out.append(Scenario("small", t, "nested", False, bodies.nested_json(t, False), bodies.naive(t, False),
-                        {s: small_levels for s in (*every, NAIVE)}, small, small))  # fmt: skip
+                        dict.fromkeys((*every, NAIVE), small_levels), small, small))  # fmt: skip
     # 2. large: cross_entropy N=65536, C=100 float32; three encodings, value and gradient
     t = bodies.make((2048 if quick else 65536, 100), "cross_entropy", available, seed=1)
     reps = 1 if quick else 20
     large = dict(duration_s=8.0, max_requests=reps, warmup_requests=1)
     for encoding, make in (("npy", bodies.multipart), ("base64", bodies.base64_json), ("nested", bodies.nested_json)):
         for grad in (False, True):
-            levels = {s: (1,) for s in every}
+            levels = dict.fromkeys(every, (1,))
             if encoding == "npy" and not grad and not quick:
                 levels[OURS] = levels[WORKERS2] = (1, 8)  # memory under the in-flight budget; workers
             budget = large if encoding != "nested" else dict(large, max_requests=1 if quick else 5)
@@ -95,7 +118,7 @@ def scenarios(available: set[str], quick: bool) -> list[Scenario]:
                                 dict(duration_s=1.0 if quick else 15.0, max_requests=1 if quick else 3, warmup_requests=0)))  # fmt: skip
     # 3. segmentation: focal on 8x10x128x128 logits, .npy, with the gradient
     t = bodies.make((2, 10, 64, 64) if quick else (8, 10, 128, 128), {"name": "focal"}, available, seed=2)
-    levels = {s: (1,) if quick else (1, 8) for s in every}
+    levels = dict.fromkeys(every, (1,) if quick else (1, 8))
     levels[TRIVIAL] = (1,)
     out.append(Scenario("segmentation npy +grad", t, "npy", True, bodies.multipart(t, True), None, levels,
                         dict(duration_s=0.5 if quick else 5.0, max_requests=2 if quick else 60, warmup_requests=1)))  # fmt: skip
@@ -160,7 +183,7 @@ def workers_fallback(failed: Server, plan: list[Scenario], rows: list[dict], inf
         server.start()
         info.setdefault("notes", []).append(note)
         run_server(server, plan, rows)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         print(f"  {WORKERS2} (uvicorn CLI) failed too: {exc}", flush=True)
         info["failures"].append(f"{WORKERS2} (uvicorn CLI): {exc}")
     finally:
@@ -235,7 +258,7 @@ def main() -> None:
                 info["stand_ins"] = sorted({sc.tensors.stand_in for sc in plan if sc.tensors.stand_in})
                 run_floors(plan, rows, args.quick)
             run_server(server, plan, rows)
-        except Exception as exc:  # noqa: BLE001 - report it and go on with the other servers
+        except Exception as exc:
             print(f"  {server.name} failed: {exc}", flush=True)
             info.setdefault("failures", []).append(f"{server.name}: {exc}")
             if server.name == WORKERS2 and plan:
@@ -246,14 +269,14 @@ def main() -> None:
         print(f"{FRESH}: one fresh server per memory point", flush=True)
         try:
             run_memory(plan, rows, log_dir, args.quick)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             print(f"  memory points failed: {exc}", flush=True)
             info.setdefault("failures", []).append(f"{FRESH}: {exc}")
     if plan:
         print("small c=64, ours and naive in turn", flush=True)
         try:
             info["alternating"] = run_alternating(plan, log_dir, args.quick)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             print(f"  alternating rounds failed: {exc}", flush=True)
             info.setdefault("failures", []).append(f"alternating: {exc}")
     info["machine"]["load_avg_at_end"] = os.getloadavg()

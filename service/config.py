@@ -53,9 +53,7 @@ class AuthSettings(BaseModel):
 class Settings(BaseSettings):
     """Every setting of the service; see the README's table."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="LOSS_SERVICE_", env_nested_delimiter="__", extra="ignore"
-    )
+    model_config = SettingsConfigDict(env_prefix="LOSS_SERVICE_", env_nested_delimiter="__", extra="ignore")
 
     host: str = Field("127.0.0.1", description="bind address (0.0.0.0 in the container image)")
     port: int = Field(8000, ge=0, le=65535, description="port")

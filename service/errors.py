@@ -36,7 +36,7 @@ class ServiceError(Exception):
         super().__init__(detail)
 
     @classmethod
-    def at(cls, loc: Loc, msg: str) -> "ServiceError":
+    def at(cls, loc: Loc, msg: str) -> ServiceError:
         """One error at one place: ``InvalidInput.at(("inputs", "target"), "expected ...")``."""
         return cls(errors=[ErrorItem(tuple(loc), msg)])
 

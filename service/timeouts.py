@@ -49,7 +49,7 @@ class Watchdog:
             del self._due[key]
             try:
                 callback(arg)
-            except Exception:  # noqa: BLE001 - one failing callback must not stop the others
+            except Exception:
                 log.exception("a timeout callback failed")
         self._tick = self.loop.call_later(self.resolution_s, self._check) if self._due else None
 

@@ -35,8 +35,14 @@ _REQUEST_DOC = {
             "multipart/form-data": {
                 "schema": {
                     "type": "object",
-                    "properties": {"request": {"type": "string", "description": "the JSON request; inputs may be left out"}},
-                    "additionalProperties": {"type": "string", "format": "binary", "description": "one .npy file per role"},
+                    "properties": {
+                        "request": {"type": "string", "description": "the JSON request; inputs may be left out"}
+                    },
+                    "additionalProperties": {
+                        "type": "string",
+                        "format": "binary",
+                        "description": "one .npy file per role",
+                    },
                     "required": ["request"],
                 }
             },
@@ -171,7 +177,7 @@ class EvaluateFastPath:
             return None
         except ServiceError as exc:
             return problem_reply(exc)
-        except Exception:  # noqa: BLE001 - logged; the client gets a bare 500 problem
+        except Exception:
             return problem_reply(unexpected_error(self.METHOD, self.PATH))
         length = sum(map(len, parts))
         return 200, [(b"content-type", b"application/json"), (b"content-length", str(length).encode())], parts

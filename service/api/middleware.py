@@ -87,7 +87,7 @@ class Gateway:
                     return await self.app(scope, self._limited(receive), send_wrapper)
                 reply = await route(scope, self._limited(receive))
                 if reply is None:
-                    return  # the client went away: nobody to answer
+                    return None  # the client went away: nobody to answer
             status = reply[0]
             sent = await _send_reply(send, reply, id_header)
         finally:

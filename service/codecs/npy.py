@@ -34,7 +34,9 @@ def read_npy(buf: bytes | bytearray, loc: Loc, max_elements: int) -> tuple[np.nd
     need = count * dtype.itemsize
     have = len(buf) - offset
     if have != need:
-        raise MalformedRequest.at(loc, f"malformed .npy: shape {tuple(shape)} of {dtype.str} needs {need} bytes of data; got {have}")
+        raise MalformedRequest.at(
+            loc, f"malformed .npy: shape {tuple(shape)} of {dtype.str} needs {need} bytes of data; got {have}"
+        )
     flat = np.frombuffer(buf, dtype=dtype, count=count, offset=offset)
     arr = flat.reshape(shape[::-1]).T if fortran else flat.reshape(shape)
     if arr.flags.writeable and arr.flags.c_contiguous and dtype.isnative:

@@ -88,7 +88,9 @@ def _data_form(value: dict, loc: Loc, max_elements: int) -> Decoded:
         raise InvalidInput.at((*loc, "dtype"), f"unknown dtype {name!r}; expected one of {', '.join(DTYPES)}")
     shape = value.get("shape")
     if shape is not None:
-        if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+        if not isinstance(shape, list) or not all(
+            isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+        ):
             raise InvalidInput.at((*loc, "shape"), "expected a list of non-negative integers")
         count = math.prod(shape)
         if count > max_elements:  # before a single element is read
@@ -104,9 +106,14 @@ def _data_form(value: dict, loc: Loc, max_elements: int) -> Decoded:
 
 def _reshape(arr: np.ndarray, shape: tuple[int, ...], loc: Loc) -> np.ndarray:
     if arr.ndim > 1 and arr.shape != shape:
-        raise InvalidInput.at((*loc, "data"), f"expected shape {fmt_shape(shape)} from 'shape'; got nested data of shape {fmt_shape(arr.shape)}")
+        raise InvalidInput.at(
+            (*loc, "data"),
+            f"expected shape {fmt_shape(shape)} from 'shape'; got nested data of shape {fmt_shape(arr.shape)}",
+        )
     if arr.size != math.prod(shape):
-        raise InvalidInput.at((*loc, "data"), f"expected {math.prod(shape)} values for shape {fmt_shape(shape)}; got {arr.size}")
+        raise InvalidInput.at(
+            (*loc, "data"), f"expected {math.prod(shape)} values for shape {fmt_shape(shape)}; got {arr.size}"
+        )
     return arr.reshape(shape)
 
 
@@ -116,19 +123,28 @@ def _cast(arr: np.ndarray, name: str, loc: Loc) -> np.ndarray:
     if target.kind == "f":
         bad = overflows(arr, name)
         if bad is not None and bad.any():
-            raise InvalidInput.at((*loc, "data"), f"value {first_value(arr, bad)} out of range for {name} at position {position(arr, bad)}")
+            raise InvalidInput.at(
+                (*loc, "data"),
+                f"value {first_value(arr, bad)} out of range for {name} at position {position(arr, bad)}",
+            )
     if target.kind in "iub":
         if arr.dtype.kind == "f":
             bad = arr != np.round(arr)
             if bad.any():
-                    raise InvalidInput.at((*loc, "data"), f"expected {name} values; got {first_value(arr, bad)} at position {position(arr, bad)}")
+                raise InvalidInput.at(
+                    (*loc, "data"),
+                    f"expected {name} values; got {first_value(arr, bad)} at position {position(arr, bad)}",
+                )
         if target.kind == "b":
             bad = (arr != 0) & (arr != 1)
         else:
             info = np.iinfo(target)
             bad = (arr < info.min) | (arr > info.max)
         if bad.any():
-            raise InvalidInput.at((*loc, "data"), f"value {first_value(arr, bad)} out of range for {name} at position {position(arr, bad)}")
+            raise InvalidInput.at(
+                (*loc, "data"),
+                f"value {first_value(arr, bad)} out of range for {name} at position {position(arr, bad)}",
+            )
     return arr.astype(target, copy=False)
 
 

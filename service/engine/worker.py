@@ -169,7 +169,7 @@ class Engine:
                 if not batch:
                     return
                 self._compute(batch)
-        except BaseException:  # noqa: BLE001 - the worker must never die silently
+        except BaseException:
             log.exception("compute worker died")
         finally:
             self.alive = False
@@ -246,7 +246,7 @@ class Engine:
                 return
             tickets[0].finish(TooLarge(f"the request does not fit in the memory of {self.device}, even alone"))
             return
-        except Exception as exc:  # noqa: BLE001 - isolated below
+        except Exception as exc:
             if len(tickets) > 1:  # one bad batch-mate must not fail the others: run each alone
                 for t in tickets:
                     self._run_tickets([t])

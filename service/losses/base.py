@@ -73,7 +73,7 @@ MeanWeights = Callable[[Tensor, Inputs, Any], "Tensor | None"]
 
 def element_count(el: Tensor, inputs: Inputs, params: Any) -> None:
     """The plain mean's weights: every element counts once (None stands for that)."""
-    return None
+    return
 
 
 def reduce_by_weights(mean_weights: MeanWeights) -> Callable[[Tensor, Inputs, Any, str], Tensor]:

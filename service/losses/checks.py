@@ -10,9 +10,7 @@ from ..arrays import first_value, fmt_shape, position
 from ..errors import ErrorItem
 
 
-def class_indices(
-    arr: np.ndarray, classes: int, role: str, ignore_index: int | None = None
-) -> list[ErrorItem]:
+def class_indices(arr: np.ndarray, classes: int, role: str, ignore_index: int | None = None) -> list[ErrorItem]:
     """Indices must lie in ``[0, classes)``, ``ignore_index`` aside."""
     if np.minimum.reduce(arr, axis=None) >= 0 and np.maximum.reduce(arr, axis=None) < classes:
         return []  # the common case: two reductions, no temporaries (ufuncs called directly:
@@ -62,9 +60,7 @@ def param_length(values: Sequence[float] | None, size: int, letter: str, name: s
     return [ErrorItem(("loss", "params", name), msg)]
 
 
-def param_broadcasts(
-    values: object, shape: tuple[int, ...], name: str, against: str = "input"
-) -> list[ErrorItem]:
+def param_broadcasts(values: object, shape: tuple[int, ...], name: str, against: str = "input") -> list[ErrorItem]:
     """A tensor parameter (nested list) must broadcast to ``shape``."""
     if values is None:
         return []

@@ -149,8 +149,12 @@ def _broadcasts_to_input(name: str) -> Validator:
 def _cross_entropy(t: Inputs, p: CrossEntropyParams) -> Tensor:
     x = t["input"]
     return F.cross_entropy(
-        x, t["target"], param_tensor(p.weight, x), ignore_index=p.ignore_index,
-        reduction="none", label_smoothing=p.label_smoothing,
+        x,
+        t["target"],
+        param_tensor(p.weight, x),
+        ignore_index=p.ignore_index,
+        reduction="none",
+        label_smoothing=p.label_smoothing,
     )
 
 
@@ -176,9 +180,7 @@ def _kl_div(t: Inputs, p: KLDivParams) -> Tensor:
 
 
 def _poisson_nll(t: Inputs, p: PoissonNLLParams) -> Tensor:
-    return F.poisson_nll_loss(
-        t["input"], t["target"], log_input=p.log_input, full=p.full, eps=p.eps, reduction="none"
-    )
+    return F.poisson_nll_loss(t["input"], t["target"], log_input=p.log_input, full=p.full, eps=p.eps, reduction="none")
 
 
 def _gaussian_nll(t: Inputs, p: GaussianNLLParams) -> Tensor:
@@ -270,9 +272,7 @@ LOSSES = [
         elementwise_shape="(*)",
         params=BCEWithLogitsParams,
         aliases=("BCEWithLogitsLoss", "binary_cross_entropy_with_logits"),
-        validate=(
-            probabilities("target"), _broadcasts_to_input("weight"), _broadcasts_to_input("pos_weight")
-        ),
+        validate=(probabilities("target"), _broadcasts_to_input("weight"), _broadcasts_to_input("pos_weight")),
         batchable=_spans_no_batch("weight", "pos_weight"),
     ),
     Loss(

@@ -74,8 +74,13 @@ def _labels(c: Checked) -> list[ErrorItem]:
 def _ctc(t: Inputs, p: CTCParams) -> Tensor:
     def fn(log_probs: Tensor) -> Tensor:
         return F.ctc_loss(
-            log_probs, t["targets"], t["input_lengths"], t["target_lengths"],
-            blank=p.blank, reduction="none", zero_infinity=p.zero_infinity,
+            log_probs,
+            t["targets"],
+            t["input_lengths"],
+            t["target_lengths"],
+            blank=p.blank,
+            reduction="none",
+            zero_infinity=p.zero_infinity,
         )
 
     return in_float32(fn, t["log_probs"])
@@ -89,10 +94,21 @@ def _reduce(el: Tensor, t: Inputs, p: CTCParams, reduction: str) -> Tensor:
 
 
 ROLES = (
-    role("log_probs", "(T, N, C)", batch_dim=1, ragged_dims=(0,),
-         description="log-probabilities over C classes (the output of log_softmax), time first"),
-    role("targets", "(N, S)", kind=INTEGER, differentiable=False, ragged_dims=(1,),
-         description="label sequences, one row per sample, padded past its target length"),
+    role(
+        "log_probs",
+        "(T, N, C)",
+        batch_dim=1,
+        ragged_dims=(0,),
+        description="log-probabilities over C classes (the output of log_softmax), time first",
+    ),
+    role(
+        "targets",
+        "(N, S)",
+        kind=INTEGER,
+        differentiable=False,
+        ragged_dims=(1,),
+        description="label sequences, one row per sample, padded past its target length",
+    ),
     role("input_lengths", "(N)", kind=INTEGER, differentiable=False, description="frames used per sample, in [0, T]"),
     role("target_lengths", "(N)", kind=INTEGER, differentiable=False, description="labels per sample, in [0, S]"),
 )

@@ -153,9 +153,7 @@ def _triplet(t: Inputs) -> tuple[Tensor, Tensor, Tensor]:
 
 
 def _triplet_margin(t: Inputs, p: TripletMarginParams) -> Tensor:
-    return F.triplet_margin_loss(
-        *_triplet(t), margin=p.margin, p=p.p, eps=p.eps, swap=p.swap, reduction="none"
-    )
+    return F.triplet_margin_loss(*_triplet(t), margin=p.margin, p=p.p, eps=p.eps, swap=p.swap, reduction="none")
 
 
 def cosine_distance(x1: Tensor, x2: Tensor) -> Tensor:
@@ -204,53 +202,99 @@ def _loss(name: str, cls: str, summary: str, roles: tuple, forward, shape: str, 
 
 LOSSES = [
     _loss(
-        "soft_margin", "SoftMargin", "Two-class logistic loss log(1 + exp(-y x)), y = 1 or -1",
-        SAME_LABELS, _soft_margin, "(*)", validate=(_plus_minus_one,),
+        "soft_margin",
+        "SoftMargin",
+        "Two-class logistic loss log(1 + exp(-y x)), y = 1 or -1",
+        SAME_LABELS,
+        _soft_margin,
+        "(*)",
+        validate=(_plus_minus_one,),
     ),
     _loss(
-        "multilabel_soft_margin", "MultiLabelSoftMargin",
+        "multilabel_soft_margin",
+        "MultiLabelSoftMargin",
         "Multi-label one-versus-all logistic loss,"
         " -mean_c w_c [y_c log sigmoid(x_c) + (1 - y_c) log sigmoid(-x_c)], y_c in [0, 1]",
         (SCORES, role("target", "(N, C)", description="labels 0 or 1 per class (soft labels in [0, 1] allowed)")),
-        _multilabel_soft_margin, "(N)", params=MultiLabelSoftMarginParams,
+        _multilabel_soft_margin,
+        "(N)",
+        params=MultiLabelSoftMarginParams,
         validate=(probabilities("target"), per_class("weight")),
     ),
     _loss(
-        "multilabel_margin", "MultiLabelMargin",
+        "multilabel_margin",
+        "MultiLabelMargin",
         "Multi-label hinge loss, sum over target classes j and non-target classes i of max(0, 1 - (x_j - x_i)) / C",
         (
             SCORES,
-            role("target", "(N, C)", kind=INTEGER, differentiable=False,
-                 description="each sample's target class indices, ended by -1 (later entries are ignored)"),
+            role(
+                "target",
+                "(N, C)",
+                kind=INTEGER,
+                differentiable=False,
+                description="each sample's target class indices, ended by -1 (later entries are ignored)",
+            ),
         ),
-        _multilabel_margin, "(N)", validate=(_label_lists,),
+        _multilabel_margin,
+        "(N)",
+        validate=(_label_lists,),
     ),
     _loss(
-        "multi_margin", "MultiMargin",
+        "multi_margin",
+        "MultiMargin",
         "Multi-class hinge loss, sum over i != y of w_y max(0, margin - x_y + x_i)^p / C",
         (SCORES, role("target", "(N)", kind=INTEGER, differentiable=False, description="class indices in [0, C)")),
-        _multi_margin, "(N)", params=MultiMarginParams, validate=(_class_targets, per_class("weight")),
+        _multi_margin,
+        "(N)",
+        params=MultiMarginParams,
+        validate=(_class_targets, per_class("weight")),
     ),
     _loss(
-        "hinge_embedding", "HingeEmbedding", "x where y = 1, max(0, margin - x) where y = -1",
-        SAME_LABELS, _hinge_embedding, "(*)", params=HingeEmbeddingParams, validate=(_plus_minus_one,),
+        "hinge_embedding",
+        "HingeEmbedding",
+        "x where y = 1, max(0, margin - x) where y = -1",
+        SAME_LABELS,
+        _hinge_embedding,
+        "(*)",
+        params=HingeEmbeddingParams,
+        validate=(_plus_minus_one,),
     ),
     _loss(
-        "margin_ranking", "MarginRanking", "max(0, -y (x1 - x2) + margin), y = 1 when x1 should rank higher",
-        PAIR, _margin_ranking, "(N)", params=MarginRankingParams, validate=(_plus_minus_one,),
+        "margin_ranking",
+        "MarginRanking",
+        "max(0, -y (x1 - x2) + margin), y = 1 when x1 should rank higher",
+        PAIR,
+        _margin_ranking,
+        "(N)",
+        params=MarginRankingParams,
+        validate=(_plus_minus_one,),
     ),
     _loss(
-        "cosine_embedding", "CosineEmbedding",
+        "cosine_embedding",
+        "CosineEmbedding",
         "1 - cos(x1, x2) where y = 1, max(0, cos(x1, x2) - margin) where y = -1",
-        EMBEDDING_PAIR, _cosine_embedding, "(N)", params=CosineEmbeddingParams, validate=(_plus_minus_one,),
+        EMBEDDING_PAIR,
+        _cosine_embedding,
+        "(N)",
+        params=CosineEmbeddingParams,
+        validate=(_plus_minus_one,),
     ),
     _loss(
-        "triplet_margin", "TripletMargin", "max(0, ||a - p||_p - ||a - n||_p + margin)",
-        TRIPLET, _triplet_margin, "(N)", params=TripletMarginParams,
+        "triplet_margin",
+        "TripletMargin",
+        "max(0, ||a - p||_p - ||a - n||_p + margin)",
+        TRIPLET,
+        _triplet_margin,
+        "(N)",
+        params=TripletMarginParams,
     ),
     _loss(
-        "triplet_margin_with_distance", "TripletMarginWithDistance",
+        "triplet_margin_with_distance",
+        "TripletMarginWithDistance",
         "max(0, d(a, p) - d(a, n) + margin) with d the pairwise or cosine distance",
-        TRIPLET, _triplet_with_distance, "(N)", params=TripletDistanceParams,
+        TRIPLET,
+        _triplet_with_distance,
+        "(N)",
+        params=TripletDistanceParams,
     ),
 ]

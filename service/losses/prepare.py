@@ -90,7 +90,9 @@ _PLANS: dict[tuple, Plan] = {}
 PLANS_KEPT = 1024
 
 
-def _plan(loss: Loss, raw_params: dict, reduction: str, tensors: dict[str, Decoded], return_grad: bool | list[str]) -> Plan:
+def _plan(
+    loss: Loss, raw_params: dict, reduction: str, tensors: dict[str, Decoded], return_grad: bool | list[str]
+) -> Plan:
     try:
         key = (
             id(loss), orjson.dumps(raw_params), reduction,
@@ -124,7 +126,11 @@ def _reduction(loss: Loss, reduction: str) -> list[ErrorItem]:
     if reduction in loss.reductions:
         return []
     accepted = ", ".join(loss.reductions)
-    return [ErrorItem(("loss", "reduction"), f"{loss.name} does not accept reduction {reduction!r}; expected one of {accepted}")]
+    return [
+        ErrorItem(
+            ("loss", "reduction"), f"{loss.name} does not accept reduction {reduction!r}; expected one of {accepted}"
+        )
+    ]
 
 
 def parse_params(loss: Loss, raw: dict) -> tuple[Params | None, list[ErrorItem]]:
@@ -190,19 +196,25 @@ def _convert(role: str, t: Decoded, kind: str, dtype: str) -> np.ndarray:
             raise InvalidInput.at(loc, f"expected a float tensor ({', '.join(FLOAT_DTYPES)}); got {t.dtype}")
         with np.errstate(over="ignore"):  # a value too large for the dtype becomes inf: found below
             out = arr.astype(NP_FLOAT[dtype], copy=False)
-        if np.logical_and.reduce(np.isfinite(out), axis=None) and (dtype != "bfloat16" or overflows(out, dtype) is None):
+        if np.logical_and.reduce(np.isfinite(out), axis=None) and (
+            dtype != "bfloat16" or overflows(out, dtype) is None
+        ):
             return out  # the common case: one cast and one pass
         bad = ~np.isfinite(arr)
         if bad.any():
             raise InvalidInput.at(loc, f"non-finite value {first_value(arr, bad)} at position {position(arr, bad)}")
         bad = overflows(arr, dtype)
-        raise InvalidInput.at(loc, f"value {first_value(arr, bad)} out of range for {dtype} at position {position(arr, bad)}")
+        raise InvalidInput.at(
+            loc, f"value {first_value(arr, bad)} out of range for {dtype} at position {position(arr, bad)}"
+        )
     if t.dtype == "bool" or arr.dtype.kind == "b":
         raise InvalidInput.at(loc, "expected integers; got bool")
     if arr.dtype.kind == "f":
         bad = ~np.isfinite(arr) | (arr != np.round(arr))
         if bad.any():
-            raise InvalidInput.at(loc, f"expected integers; got {first_value(arr, bad)} at position {position(arr, bad)}")
+            raise InvalidInput.at(
+                loc, f"expected integers; got {first_value(arr, bad)} at position {position(arr, bad)}"
+            )
         if np.abs(arr).max(initial=0) > 2**53:
             raise InvalidInput.at(loc, "integer values beyond 2^53 cannot be given as floats")
     return arr.astype(np.int64, copy=False)

@@ -7,21 +7,35 @@ REGISTRY = CollectorRegistry(auto_describe=True)
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 REQUESTS = Counter(
-    "loss_service_requests_total", "HTTP requests by route, loss and status", ["route", "loss", "status"], registry=REGISTRY
+    "loss_service_requests_total",
+    "HTTP requests by route, loss and status",
+    ["route", "loss", "status"],
+    registry=REGISTRY,
 )
 LATENCY = Histogram(
-    "loss_service_request_seconds", "Time from request start to response, by route and loss", ["route", "loss"],
-    buckets=_LATENCY_BUCKETS, registry=REGISTRY,
+    "loss_service_request_seconds",
+    "Time from request start to response, by route and loss",
+    ["route", "loss"],
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
 )
 QUEUE_DEPTH = Gauge("loss_service_queue_depth", "Jobs waiting for the compute worker", registry=REGISTRY)
 INFLIGHT_BYTES = Gauge("loss_service_inflight_bytes", "Tensor bytes admitted and not yet answered", registry=REGISTRY)
 BATCH_SIZE = Histogram(
-    "loss_service_batch_size", "Requests that shared one compute call",
-    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256), registry=REGISTRY,
+    "loss_service_batch_size",
+    "Requests that shared one compute call",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+    registry=REGISTRY,
 )
-QUEUE_WAIT = Histogram("loss_service_queue_wait_seconds", "Time a job waited in the queue", buckets=_LATENCY_BUCKETS, registry=REGISTRY)
-COMPUTE_TIME = Histogram("loss_service_compute_seconds", "Time of one compute call", buckets=_LATENCY_BUCKETS, registry=REGISTRY)
-REJECTIONS = Counter("loss_service_rejections_total", "Requests refused or dropped, by cause", ["cause"], registry=REGISTRY)
+QUEUE_WAIT = Histogram(
+    "loss_service_queue_wait_seconds", "Time a job waited in the queue", buckets=_LATENCY_BUCKETS, registry=REGISTRY
+)
+COMPUTE_TIME = Histogram(
+    "loss_service_compute_seconds", "Time of one compute call", buckets=_LATENCY_BUCKETS, registry=REGISTRY
+)
+REJECTIONS = Counter(
+    "loss_service_rejections_total", "Requests refused or dropped, by cause", ["cause"], registry=REGISTRY
+)
 
 
 _children: dict[tuple, tuple] = {}

@@ -82,7 +82,9 @@ class EvaluateRequest(BaseModel):
 class TensorOut(BaseModel):
     shape: list[int]
     dtype: str
-    data: list[Any] | None = Field(None, description="flat row-major; non-finite values as \"NaN\", \"Infinity\", \"-Infinity\"")
+    data: list[Any] | None = Field(
+        None, description='flat row-major; non-finite values as "NaN", "Infinity", "-Infinity"'
+    )
     npy: str | None = Field(None, description="base64 .npy, with response_encoding npy")
 
 
@@ -97,7 +99,7 @@ class Meta(BaseModel):
 class EvaluateResponse(BaseModel):
     loss: str
     reduction: Reduction
-    value: float | str | None = Field(description="null with reduction none; \"NaN\"/\"Infinity\" when not finite")
+    value: float | str | None = Field(description='null with reduction none; "NaN"/"Infinity" when not finite')
     elementwise: TensorOut | None
     grad: dict[str, TensorOut] | None
     meta: Meta

@@ -53,7 +53,9 @@ def test_aliases_resolve_to_the_canonical_loss(client, alias, name):
 def test_unknown_loss_suggests_close_names(client):
     body = problem(client.get("/v1/losses/cross_entropyy"), 404)
     assert body["detail"] == "path.name: unknown loss 'cross_entropyy'; did you mean 'cross_entropy'?"
-    assert body["errors"] == [{"loc": ["path", "name"], "msg": "unknown loss 'cross_entropyy'; did you mean 'cross_entropy'?"}]
+    assert body["errors"] == [
+        {"loc": ["path", "name"], "msg": "unknown loss 'cross_entropyy'; did you mean 'cross_entropy'?"}
+    ]
 
 
 def test_unknown_loss_without_close_names(client):

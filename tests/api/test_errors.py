@@ -89,7 +89,13 @@ def test_422_json_that_is_not_an_object(client):
 @pytest.mark.parametrize("text", ["!!!not base64", "abc", "QUJD\n"], ids=["bad-chars", "bad-padding", "newline"])
 def test_400_malformed_base64(client, text):
     r = client.post("/v1/evaluate", json=inputs(input={"npy": text}))
-    expect(r, 400, "inputs.input.npy: malformed base64", [(["inputs", "input", "npy"], "malformed base64")], "malformed-request")
+    expect(
+        r,
+        400,
+        "inputs.input.npy: malformed base64",
+        [(["inputs", "input", "npy"], "malformed base64")],
+        "malformed-request",
+    )
 
 
 GOOD_NPY = npy(np.array(X, np.float32))
@@ -116,7 +122,11 @@ def test_400_malformed_npy(client, raw, msg):
 def test_400_malformed_npy_file_part(client):
     r = client.post(
         "/v1/evaluate",
-        files={"request": (None, json.dumps({"loss": "mse"})), "input": ("input.npy", b"junk"), "target": ("t.npy", GOOD_NPY)},
+        files={
+            "request": (None, json.dumps({"loss": "mse"})),
+            "input": ("input.npy", b"junk"),
+            "target": ("t.npy", GOOD_NPY),
+        },
     )
     msg = "malformed .npy: missing the \\x93NUMPY magic string"
     expect(r, 400, f"inputs.input: {msg}", [(["inputs", "input"], msg)], "malformed-request")
@@ -127,10 +137,16 @@ def test_400_malformed_npy_file_part(client):
     [
         ("multipart/form-data; boundary=xyz", b"garbage--", "no boundary: expected the body to start with '--xyz'"),
         ("multipart/form-data", b"garbage--", "the Content-Type header has no boundary parameter"),
-        ("multipart/form-data; boundary=xyz", b'--xyz\r\nContent-Disposition: form-data; name="request"\r\n\r\n{}',
-         "the body ends before the closing boundary '--xyz--'"),
-        ("multipart/form-data; boundary=xyz", b"--xyz\r\nContent-Type: text/plain\r\n\r\n{}\r\n--xyz--",
-         "part 1: missing the Content-Disposition header"),
+        (
+            "multipart/form-data; boundary=xyz",
+            b'--xyz\r\nContent-Disposition: form-data; name="request"\r\n\r\n{}',
+            "the body ends before the closing boundary '--xyz--'",
+        ),
+        (
+            "multipart/form-data; boundary=xyz",
+            b"--xyz\r\nContent-Type: text/plain\r\n\r\n{}\r\n--xyz--",
+            "part 1: missing the Content-Disposition header",
+        ),
     ],  # fmt: skip
     ids=["bad-body", "no-boundary", "unterminated", "no-disposition"],
 )
@@ -141,7 +157,9 @@ def test_400_malformed_multipart(client, content_type, body, reason):
 
 
 def test_400_malformed_json_in_the_request_part(client):
-    r = client.post("/v1/evaluate", files={"request": (None, "{bad"), "input": ("i.npy", GOOD_NPY), "target": ("t.npy", GOOD_NPY)})
+    r = client.post(
+        "/v1/evaluate", files={"request": (None, "{bad"), "input": ("i.npy", GOOD_NPY), "target": ("t.npy", GOOD_NPY)}
+    )
     msg = "malformed JSON: unexpected character, expected a string key: line 1 column 2 (char 1)"
     expect(r, 400, f"body.request: {msg}", [(["body", "request"], msg)], "malformed-request")
 
@@ -250,7 +268,9 @@ def test_413_from_content_length_before_the_body_is_read(small):
         read.append(True)
         yield b"x" * 2000
 
-    r = small.post("/v1/evaluate", content=body(), headers={"Content-Type": "application/json", "Content-Length": "2000"})
+    r = small.post(
+        "/v1/evaluate", content=body(), headers={"Content-Type": "application/json", "Content-Length": "2000"}
+    )
     expect(r, 413, BODY_LIMIT, [], "payload-too-large")
     assert read == []  # the app never asked for the body
 
@@ -270,7 +290,9 @@ def test_a_body_within_the_limit_passes(small):
 
 
 def test_413_from_a_multipart_body(small):
-    r = small.post("/v1/evaluate", files={"request": (None, json.dumps({"loss": "mse"})), "input": ("i.npy", b"\0" * 2000)})
+    r = small.post(
+        "/v1/evaluate", files={"request": (None, json.dumps({"loss": "mse"})), "input": ("i.npy", b"\0" * 2000)}
+    )
     expect(r, 413, BODY_LIMIT, [], "payload-too-large")
 
 
@@ -293,7 +315,10 @@ def test_413_npy_header_claiming_a_huge_shape_with_a_tiny_body(client):
 
 def test_413_npy_file_part_claiming_a_huge_shape(client):
     raw = GOOD_NPY.replace(b"'shape': (2, 3), }", b"'shape': (100000, 100000, 100000), }")
-    r = client.post("/v1/evaluate", files={"request": (None, json.dumps({"loss": "mse"})), "input": ("i.npy", raw), "target": ("t.npy", GOOD_NPY)})
+    r = client.post(
+        "/v1/evaluate",
+        files={"request": (None, json.dumps({"loss": "mse"})), "input": ("i.npy", raw), "target": ("t.npy", GOOD_NPY)},
+    )
     msg = f"tensor has {10**15} elements; the limit is {LIMIT}"
     expect(r, 413, f"inputs.input: {msg}", [(["inputs", "input"], msg)], "payload-too-large")
 
@@ -464,7 +489,9 @@ def test_422(client, case):
 
 
 def test_422_collects_every_request_level_error(client):
-    request = mse(loss={"name": "smooth_l1", "reduction": "batchmean", "params": {"bet": 1}}, inputs={"input": X, "wieght": X})
+    request = mse(
+        loss={"name": "smooth_l1", "reduction": "batchmean", "params": {"bet": 1}}, inputs={"input": X, "wieght": X}
+    )
     r = client.post("/v1/evaluate", json=request)
     errors = [
         (["loss", "reduction"], "smooth_l1 does not accept reduction 'batchmean'; expected one of mean, sum, none"),
@@ -506,13 +533,33 @@ def test_422_role_given_in_the_request_part_and_as_a_file_part(client):
 
 
 def test_422_role_given_in_two_file_parts(client):
-    files = [("request", (None, json.dumps({"loss": "mse"}))), ("input", ("a.npy", GOOD_NPY)), ("input", ("b.npy", GOOD_NPY)), ("target", ("t.npy", GOOD_NPY))]
-    expect(client.post("/v1/evaluate", files=files), 422, "inputs.input: given in two file parts", [(["inputs", "input"], "given in two file parts")])
+    files = [
+        ("request", (None, json.dumps({"loss": "mse"}))),
+        ("input", ("a.npy", GOOD_NPY)),
+        ("input", ("b.npy", GOOD_NPY)),
+        ("target", ("t.npy", GOOD_NPY)),
+    ]
+    expect(
+        client.post("/v1/evaluate", files=files),
+        422,
+        "inputs.input: given in two file parts",
+        [(["inputs", "input"], "given in two file parts")],
+    )
 
 
 def test_422_two_request_parts(client):
-    files = [("request", (None, json.dumps({"loss": "mse"}))), ("request", (None, json.dumps({"loss": "l1"}))), ("input", ("i.npy", GOOD_NPY)), ("target", ("t.npy", GOOD_NPY))]
-    expect(client.post("/v1/evaluate", files=files), 422, "body.request: given in two parts", [(["body", "request"], "given in two parts")])
+    files = [
+        ("request", (None, json.dumps({"loss": "mse"}))),
+        ("request", (None, json.dumps({"loss": "l1"}))),
+        ("input", ("i.npy", GOOD_NPY)),
+        ("target", ("t.npy", GOOD_NPY)),
+    ]
+    expect(
+        client.post("/v1/evaluate", files=files),
+        422,
+        "body.request: given in two parts",
+        [(["body", "request"], "given in two parts")],
+    )
 
 
 def test_422_multipart_without_a_request_part(client):
@@ -522,7 +569,10 @@ def test_422_multipart_without_a_request_part(client):
 
 
 def test_422_multipart_role_as_a_plain_field(client):
-    r = client.post("/v1/evaluate", files={"request": (None, json.dumps({"loss": "mse"})), "input": (None, "1,2,3"), "target": ("t.npy", GOOD_NPY)})
+    r = client.post(
+        "/v1/evaluate",
+        files={"request": (None, json.dumps({"loss": "mse"})), "input": (None, "1,2,3"), "target": ("t.npy", GOOD_NPY)},
+    )
     msg = "expected a file part holding a .npy file"
     expect(r, 422, f"body.input: {msg}", [(["body", "input"], msg)])
 
@@ -558,7 +608,11 @@ def test_pickle_bearing_npy_is_refused_and_never_run(client, tmp_path):
 
 def test_pickle_bearing_npy_file_part_is_refused_and_never_run(client, tmp_path):
     marker = tmp_path / "unpickled"
-    files = {"request": (None, json.dumps({"loss": "mse"})), "input": ("i.npy", _pickle_npy(marker)), "target": ("t.npy", GOOD_NPY)}
+    files = {
+        "request": (None, json.dumps({"loss": "mse"})),
+        "input": ("i.npy", _pickle_npy(marker)),
+        "target": ("t.npy", GOOD_NPY),
+    }
     msg = f"unsupported .npy dtype '|O'; expected one of {SUPPORTED_NPY}"
     expect(client.post("/v1/evaluate", files=files), 422, f"inputs.input: {msg}", [(["inputs", "input"], msg)])
     assert not marker.exists()
@@ -611,7 +665,9 @@ def test_400_invalid_content_length_is_answered_and_logged(client):
     log = client.app.state.access_log
     log.enabled, log.stream = True, io.StringIO()
     try:
-        r = client.post("/v1/evaluate", content=b"{}", headers={"Content-Type": "application/json", "Content-Length": "abc"})
+        r = client.post(
+            "/v1/evaluate", content=b"{}", headers={"Content-Type": "application/json", "Content-Length": "abc"}
+        )
         log.flush()
         lines = [json.loads(x) for x in log.stream.getvalue().splitlines()]
     finally:

@@ -186,7 +186,9 @@ def test_zero_dimensional_npy_response(client):
 # -- the request's other spellings ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("loss", ["mse", {"name": "mse"}, {"name": "MSELoss"}, "mse_loss", {"name": "mse", "params": {}}])
+@pytest.mark.parametrize(
+    "loss", ["mse", {"name": "mse"}, {"name": "MSELoss"}, "mse_loss", {"name": "mse", "params": {}}]
+)
 def test_loss_spellings(client, reference, loss):
     assert answer(evaluate(client, {"loss": loss, "inputs": {"input": X, "target": Y}, **WANT})) == reference
 
@@ -215,7 +217,10 @@ Y64 = [[0.2, 1 / 7, 0.5], [-1e-3, 12345.6789, 0.3]]
 def test_float64_in_is_float64_out_at_full_precision(client):
     request = {
         "loss": "mse",
-        "inputs": {"input": {"data": X64, "dtype": "float64"}, "target": {"data": flat(Y64), "shape": [2, 3], "dtype": "float64"}},
+        "inputs": {
+            "input": {"data": X64, "dtype": "float64"},
+            "target": {"data": flat(Y64), "shape": [2, 3], "dtype": "float64"},
+        },
         **WANT,
     }
     body = evaluate(client, request)
@@ -236,21 +241,31 @@ def test_float64_in_is_float64_out_at_full_precision(client):
 
 
 def test_float64_npy_in_is_float64_out(client):
-    request = {"loss": "mse", "inputs": {"input": {"npy": b64npy(np.array(X64))}, "target": {"npy": b64npy(np.array(Y64))}}}
+    request = {
+        "loss": "mse",
+        "inputs": {"input": {"npy": b64npy(np.array(X64))}, "target": {"npy": b64npy(np.array(Y64))}},
+    }
     body = evaluate(client, request)
     assert body["meta"]["dtype"] == "float64"
     assert abs(body["value"] - torch_mse(X64, Y64, torch.float64)[0].item()) <= 1e-12 * body["value"]
 
 
 def test_float64_and_float32_promote_to_float64(client):
-    request = {"loss": "mse", "inputs": {"input": {"data": X64, "dtype": "float64"}, "target": {"data": Y64, "dtype": "float32"}}}
+    request = {
+        "loss": "mse",
+        "inputs": {"input": {"data": X64, "dtype": "float64"}, "target": {"data": Y64, "dtype": "float32"}},
+    }
     assert evaluate(client, request)["meta"]["dtype"] == "float64"
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
 def test_half_precision_is_computed_in_that_dtype(client, dtype):
     name = str(dtype).removeprefix("torch.")
-    request = {"loss": "mse", "inputs": {"input": {"data": X, "dtype": name}, "target": {"data": Y, "dtype": name}}, **WANT}
+    request = {
+        "loss": "mse",
+        "inputs": {"input": {"data": X, "dtype": name}, "target": {"data": Y, "dtype": name}},
+        **WANT,
+    }
     body = evaluate(client, request)
     value, el, gx, gy = torch_mse(X, Y, dtype)
     assert body["meta"]["dtype"] == name
@@ -283,7 +298,10 @@ def test_overflow_in_float32_is_written_as_infinity_strings(client):
 def test_overflow_in_float16(client):
     request = {
         "loss": "mse",
-        "inputs": {"input": {"data": [300.0, 1.0], "dtype": "float16"}, "target": {"data": [-300.0, 1.0], "dtype": "float16"}},
+        "inputs": {
+            "input": {"data": [300.0, 1.0], "dtype": "float16"},
+            "target": {"data": [-300.0, 1.0], "dtype": "float16"},
+        },
         **WANT,
     }
     body = evaluate(client, request)
@@ -300,7 +318,9 @@ def test_empty_tensors_are_refused(client):
 
 
 def test_non_finite_strings_are_not_accepted_as_input(client):
-    body = problem(client.post("/v1/evaluate", json={"loss": "mse", "inputs": {"input": ["Infinity"], "target": [1.0]}}), 422)
+    body = problem(
+        client.post("/v1/evaluate", json={"loss": "mse", "inputs": {"input": ["Infinity"], "target": [1.0]}}), 422
+    )
     assert body["errors"] == [{"loc": ["inputs", "input"], "msg": "expected numbers; got strings"}]
 
 
@@ -316,7 +336,9 @@ def test_large_nested_arrays_agree_with_npy_and_torch(client):
         {**want, "inputs": {"input": LARGE_X.tolist(), "target": LARGE_T.tolist()}}), headers={"content-type": "application/json"})  # fmt: skip
     assert nested.status_code == 200, nested.text
     assert len(nested.request.content) > 4 * 256 * 1024  # several pieces of the large-array parser
-    as_npy = evaluate(client, {**want, "inputs": {"input": {"npy": b64npy(LARGE_X)}, "target": {"npy": b64npy(LARGE_T)}}})
+    as_npy = evaluate(
+        client, {**want, "inputs": {"input": {"npy": b64npy(LARGE_X)}, "target": {"npy": b64npy(LARGE_T)}}}
+    )
     assert answer(nested.json()) == answer(as_npy)
     x = torch.from_numpy(LARGE_X).requires_grad_(True)
     value = F.cross_entropy(x, torch.from_numpy(LARGE_T))

@@ -51,8 +51,13 @@ def test_metrics_count_requests_by_loss_and_status(client):
     assert 'loss_service_requests_total{loss="mse",route="/v1/evaluate",status="200"}' in text
     assert 'loss_service_requests_total{loss="unknown",route="/v1/evaluate",status="404"}' in text
     assert 'loss_service_request_seconds_bucket{le="0.001",loss="mse",route="/v1/evaluate"}' in text
-    for name in ("queue_depth", "inflight_bytes", "batch_size_bucket", "queue_wait_seconds_bucket",
-                 "compute_seconds_bucket"):
+    for name in (
+        "queue_depth",
+        "inflight_bytes",
+        "batch_size_bucket",
+        "queue_wait_seconds_bucket",
+        "compute_seconds_bucket",
+    ):
         assert f"loss_service_{name}" in text
 
 
@@ -76,8 +81,14 @@ def test_access_log_line_per_request_without_tensor_contents(client):
         log.enabled, log.stream = False, None
     (line,) = [x for x in lines if x["request_id"] == "log-check"]
     assert {k: line[k] for k in ("logger", "level", "msg", "method", "path", "status", "loss")} == {
-        "logger": "service.access", "level": "info", "msg": "POST /v1/evaluate 200",
-        "method": "POST", "path": "/v1/evaluate", "status": 200, "loss": "mse"}
+        "logger": "service.access",
+        "level": "info",
+        "msg": "POST /v1/evaluate 200",
+        "method": "POST",
+        "path": "/v1/evaluate",
+        "status": 200,
+        "loss": "mse",
+    }
     assert line["duration_ms"] > 0 and line["bytes_in"] > 0 and line["bytes_out"] > 0
     assert line["ts"].endswith("Z")
     assert "123.456" not in json.dumps(line)
@@ -98,7 +109,11 @@ def test_access_log_writes_in_batches():
         await asyncio.sleep(0.05)
         return log.stream.getvalue().splitlines()
 
-    assert [json.loads(x)["msg"] for x in asyncio.run(go())] == ["GET /healthz/0 200", "GET /healthz/1 200", "GET /healthz/2 200"]
+    assert [json.loads(x)["msg"] for x in asyncio.run(go())] == [
+        "GET /healthz/0 200",
+        "GET /healthz/1 200",
+        "GET /healthz/2 200",
+    ]
 
 
 def test_json_log_format():
@@ -113,7 +128,9 @@ def test_json_log_format():
 def test_openapi_file_matches_served_document(client):
     served = client.get("/openapi.json").json()
     assert DEFAULT_PATH.exists(), "run: python -m service.openapi"
-    assert json.loads(DEFAULT_PATH.read_text()) == served, "openapi/openapi.json is stale: run python -m service.openapi"
+    assert json.loads(DEFAULT_PATH.read_text()) == served, (
+        "openapi/openapi.json is stale: run python -m service.openapi"
+    )
 
 
 def test_openapi_describes_evaluate(client):
@@ -121,7 +138,9 @@ def test_openapi_describes_evaluate(client):
     op = doc["paths"]["/v1/evaluate"]["post"]
     assert set(op["requestBody"]["content"]) == {"application/json", "multipart/form-data"}
     assert "EvaluateRequest" in doc["components"]["schemas"]
-    assert op["responses"]["422"]["content"]["application/problem+json"]["schema"] == {"$ref": "#/components/schemas/Problem"}
+    assert op["responses"]["422"]["content"]["application/problem+json"]["schema"] == {
+        "$ref": "#/components/schemas/Problem"
+    }
 
 
 def test_unknown_route_is_problem_json(client):
@@ -159,8 +178,14 @@ def test_cors_when_origins_are_configured():
     from ..conftest import make_client
 
     with make_client(cors_origins="https://app.example", auth={"api_keys": ["k"]}) as c:
-        pre = c.options("/v1/evaluate", headers={"Origin": "https://app.example", "Access-Control-Request-Method": "POST",
-                                                 "Access-Control-Request-Headers": "authorization,content-type"})
+        pre = c.options(
+            "/v1/evaluate",
+            headers={
+                "Origin": "https://app.example",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization,content-type",
+            },
+        )
         assert pre.status_code == 200  # preflight needs no key
         assert pre.headers["access-control-allow-origin"] == "https://app.example"
         r = c.get("/healthz", headers={"Origin": "https://app.example"})

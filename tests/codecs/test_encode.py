@@ -27,9 +27,17 @@ def test_several_npy_tensors_round_trip():
 
 
 def test_json_data_and_non_finite_values():
-    doc = orjson.loads(encode.dumps({"t": encode.tensor(np.array([1.5, math.inf, -math.inf, math.nan]), "float64", "json")}))
+    doc = orjson.loads(
+        encode.dumps({"t": encode.tensor(np.array([1.5, math.inf, -math.inf, math.nan]), "float64", "json")})
+    )
     assert doc["t"]["data"] == [1.5, "Infinity", "-Infinity", "NaN"]
-    assert [encode.scalar(v) for v in (None, 2.0, math.inf, -math.inf, math.nan)] == [None, 2.0, "Infinity", "-Infinity", "NaN"]
+    assert [encode.scalar(v) for v in (None, 2.0, math.inf, -math.inf, math.nan)] == [
+        None,
+        2.0,
+        "Infinity",
+        "-Infinity",
+        "NaN",
+    ]
 
 
 def test_other_objects_are_refused():

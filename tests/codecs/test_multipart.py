@@ -93,7 +93,9 @@ PARTS = [
 ]
 
 
-@pytest.mark.parametrize("size", [1, 2, 3, 5, len(BOUNDARY) + 3, len(BOUNDARY) + 4, len(BOUNDARY) + 5, 64, 1000, 1 << 20])
+@pytest.mark.parametrize(
+    "size", [1, 2, 3, 5, len(BOUNDARY) + 3, len(BOUNDARY) + 4, len(BOUNDARY) + 5, 64, 1000, 1 << 20]
+)
 def test_parts_come_out_whole_for_any_chunking(size):
     body = encode(PARTS)
     assert as_tuples(feed(body, size)) == PARTS == reference(body)
@@ -117,7 +119,7 @@ def test_preamble_epilogue_and_transport_padding_are_skipped():
 
 
 def test_a_part_without_content_type_and_header_names_in_any_case():
-    body = f'--{BOUNDARY}\r\ncontent-DISPOSITION: form-data; NAME=request\r\n\r\n{{}}\r\n--{BOUNDARY}--'.encode()
+    body = f"--{BOUNDARY}\r\ncontent-DISPOSITION: form-data; NAME=request\r\n\r\n{{}}\r\n--{BOUNDARY}--".encode()
     assert as_tuples(feed(body, 4)) == [("request", None, b"{}")]
 
 
@@ -173,19 +175,48 @@ HEAD = f'--{B}\r\nContent-Disposition: form-data; name="request"\r\n\r\n'
         ((HEAD + "{}\r\n").encode(), f"the body ends before the closing boundary '--{B}--'"),
         (f"--{B}\r\n".encode(), f"the body ends before the closing boundary '--{B}--'"),
         (f"--{B}junk\r\n\r\n".encode(), f"expected a line break after the boundary '--{B}'"),
-        (f"--{B}\r\nnot a header\r\n\r\nx\r\n--{B}--".encode(), "part 1: expected a header line 'Name: value'; got 'not a header'"),
-        (f"--{B}\r\nContent-Type: text/plain\r\n\r\nx\r\n--{B}--".encode(), "part 1: missing the Content-Disposition header"),
+        (
+            f"--{B}\r\nnot a header\r\n\r\nx\r\n--{B}--".encode(),
+            "part 1: expected a header line 'Name: value'; got 'not a header'",
+        ),
+        (
+            f"--{B}\r\nContent-Type: text/plain\r\n\r\nx\r\n--{B}--".encode(),
+            "part 1: missing the Content-Disposition header",
+        ),
         (f"--{B}\r\n\r\nx\r\n--{B}--".encode(), "part 1: missing the Content-Disposition header"),
-        (f"--{B}\r\nContent-Disposition: attachment; name=x\r\n\r\nx\r\n--{B}--".encode(),
-         "part 1: expected 'Content-Disposition: form-data; name=...'; got 'attachment; name=x'"),
-        (f"--{B}\r\nContent-Disposition: form-data\r\n\r\nx\r\n--{B}--".encode(),
-         "part 1: expected 'Content-Disposition: form-data; name=...'; got 'form-data'"),
-        (encode([("a", None, b"1")])[:-2] + f"\r\nContent-Disposition: form-data; name=b\r\nX: {'y' * 17000}".encode(),
-         f"part 2: headers over {multipart.MAX_HEADER_BYTES} bytes"),
-        (encode([(f"p{i}", None, b"") for i in range(multipart.MAX_PARTS + 1)]), f"more than {multipart.MAX_PARTS} parts"),
+        (
+            f"--{B}\r\nContent-Disposition: attachment; name=x\r\n\r\nx\r\n--{B}--".encode(),
+            "part 1: expected 'Content-Disposition: form-data; name=...'; got 'attachment; name=x'",
+        ),
+        (
+            f"--{B}\r\nContent-Disposition: form-data\r\n\r\nx\r\n--{B}--".encode(),
+            "part 1: expected 'Content-Disposition: form-data; name=...'; got 'form-data'",
+        ),
+        (
+            encode([("a", None, b"1")])[:-2]
+            + f"\r\nContent-Disposition: form-data; name=b\r\nX: {'y' * 17000}".encode(),
+            f"part 2: headers over {multipart.MAX_HEADER_BYTES} bytes",
+        ),
+        (
+            encode([(f"p{i}", None, b"") for i in range(multipart.MAX_PARTS + 1)]),
+            f"more than {multipart.MAX_PARTS} parts",
+        ),
     ],  # fmt: skip
-    ids=["empty", "garbage", "unterminated", "unterminated-crlf", "no-parts", "junk-after-boundary", "bad-header-line",
-         "no-disposition", "no-headers", "not-form-data", "no-name", "headers-too-long", "too-many-parts"],  # fmt: skip
+    ids=[
+        "empty",
+        "garbage",
+        "unterminated",
+        "unterminated-crlf",
+        "no-parts",
+        "junk-after-boundary",
+        "bad-header-line",
+        "no-disposition",
+        "no-headers",
+        "not-form-data",
+        "no-name",
+        "headers-too-long",
+        "too-many-parts",
+    ],  # fmt: skip
 )
 def test_malformed_bodies(body, msg):
     assert error(body) == f"malformed multipart body: {msg}"
@@ -197,7 +228,10 @@ def test_malformed_bodies(body, msg):
     [
         ("multipart/form-data", "the Content-Type header has no boundary parameter"),
         ("multipart/form-data; boundary=", "the boundary must be 1 to 70 ASCII characters; got ''"),
-        (f"multipart/form-data; boundary={'b' * 71}", f"the boundary must be 1 to 70 ASCII characters; got '{'b' * 71}'"),
+        (
+            f"multipart/form-data; boundary={'b' * 71}",
+            f"the boundary must be 1 to 70 ASCII characters; got '{'b' * 71}'",
+        ),
         ("multipart/form-data; boundary=é", "the boundary must be 1 to 70 ASCII characters; got 'é'"),
     ],
 )

@@ -82,7 +82,9 @@ class Replica:
             LOSS_SERVICE_LOG_LEVEL="warning",
         )
         with self.log.open("ab") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "service"], env=env, stdout=out, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "service"], env=env, stdout=out, stderr=subprocess.STDOUT
+            )
 
     def wait_ready(self, timeout: float = 90) -> None:
         deadline = time.monotonic() + timeout
@@ -202,7 +204,10 @@ def nginx(nginx_bin, tmp_path):
             while time.monotonic() < deadline:
                 assert proc.poll() is None, f"nginx exited:\n{tail(tmp / 'error.log')}"
                 try:
-                    if client.get(f"{lb.url}/nginx-health").status_code == 200 and client.get(f"{lb.url}/readyz").status_code == 200:
+                    if (
+                        client.get(f"{lb.url}/nginx-health").status_code == 200
+                        and client.get(f"{lb.url}/readyz").status_code == 200
+                    ):
                         return lb
                 except httpx.TransportError:
                     pass
@@ -237,7 +242,7 @@ class Load:
         self._lock = threading.Lock()
         self._workers = [threading.Thread(target=self._client, daemon=True) for _ in range(self.threads)]
 
-    def __enter__(self) -> "Load":
+    def __enter__(self) -> Load:
         for w in self._workers:
             w.start()
         return self
@@ -261,7 +266,7 @@ class Load:
                 try:
                     r = client.post("/v1/evaluate", json=BODY)
                     outcome = (r.status_code, r.json().get("value") if r.status_code == 200 else r.text)
-                except Exception as exc:  # noqa: BLE001 - every failure is a result to report
+                except Exception as exc:
                     outcome = (0, repr(exc))
                 with self._lock:
                     self.results.append((time.time(), *outcome))
@@ -301,12 +306,17 @@ def test_sigkill_of_a_replica_under_load_loses_no_request(replicas, nginx):
         back_at = time.time()
 
         def victim_serves_again() -> bool:
-            return any(t > back_at and tried[-1] == victim_addr and status == 200 for t, status, tried, _ in lb.access_entries())
+            return any(
+                t > back_at and tried[-1] == victim_addr and status == 200
+                for t, status, tried, _ in lb.access_entries()
+            )
 
         wait_until(victim_serves_again, timeout=20, what="the restarted replica rejoining the pool")
         load.wait_for(load.count() + 50, timeout=30)
 
-    failures = [(status, value) for _, status, value in load.results if status != 200 or value != pytest.approx(EXPECTED)]
+    failures = [
+        (status, value) for _, status, value in load.results if status != 200 or value != pytest.approx(EXPECTED)
+    ]
     assert not failures, f"{len(failures)} of {len(load.results)} requests failed, e.g. {failures[:5]}"
     assert sum(t < killed_at for t, *_ in load.results) >= 50
     assert sum(t > back_at for t, *_ in load.results) >= 50
@@ -375,7 +385,7 @@ def test_sigterm_finishes_in_flight_requests_and_exits_0(replicas):
     def finish(i: int, sock: socket.socket) -> None:
         try:
             results[i] = _finish(sock, body)
-        except Exception as exc:  # noqa: BLE001 - reported below
+        except Exception as exc:
             results[i] = (0, repr(exc))
 
     senders = [threading.Thread(target=finish, args=(i, s)) for i, s in enumerate(held)]

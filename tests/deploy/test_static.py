@@ -86,7 +86,9 @@ def test_dockerfile_runtime_facts():
 
 def test_dockerignore_keeps_only_the_build_inputs():
     patterns = [
-        line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines() if line.strip() and not line.startswith("#")
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
     ]
     assert patterns[0] == "*"
     copied = set(re.findall(r"^COPY (?!--from)(.+) \S+$", (ROOT / "Dockerfile").read_text(), re.M))
@@ -244,7 +246,10 @@ def test_k8s_deployment_probes_ports_and_drain(k8s, name, monkeypatch):
         assert c[probe]["httpGet"]["port"] in (port["name"], port["containerPort"])
 
     refs = {next(iter(r)): r[next(iter(r))]["name"] for r in c["envFrom"]}
-    assert refs == {"configMapRef": k8s["configmap"]["metadata"]["name"], "secretRef": k8s["secret.example"]["metadata"]["name"]}
+    assert refs == {
+        "configMapRef": k8s["configmap"]["metadata"]["name"],
+        "secretRef": k8s["secret.example"]["metadata"]["name"],
+    }
 
     assert c["resources"]["requests"] and c["resources"]["limits"]
     spec = pod_spec(dep)

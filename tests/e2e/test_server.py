@@ -80,10 +80,20 @@ def test_multipart_npy_with_curl(server, tmp_path):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((4, 3, 5))
     y = rng.standard_normal((4, 3, 5))
-    request = json.dumps({"loss": {"name": "huber", "params": {"delta": 0.5}}, "return_grad": ["input"],
-                          "response_encoding": "npy"})
-    r = curl("-X", "POST", f"{url}/v1/evaluate", "-F", f"request={request}",
-             "-F", f"input=@{npy_file(tmp_path, 'input', x)}", "-F", f"target=@{npy_file(tmp_path, 'target', y)}")
+    request = json.dumps(
+        {"loss": {"name": "huber", "params": {"delta": 0.5}}, "return_grad": ["input"], "response_encoding": "npy"}
+    )
+    r = curl(
+        "-X",
+        "POST",
+        f"{url}/v1/evaluate",
+        "-F",
+        f"request={request}",
+        "-F",
+        f"input=@{npy_file(tmp_path, 'input', x)}",
+        "-F",
+        f"target=@{npy_file(tmp_path, 'target', y)}",
+    )
     out = json.loads(r.stdout)
     xt = torch.from_numpy(x).requires_grad_(True)
     want = torch.nn.functional.huber_loss(xt, torch.from_numpy(y), delta=0.5)
@@ -104,16 +114,35 @@ def test_large_npy_upload_with_curl(server, tmp_path, chunked):
     x = rng.standard_normal((16384, 64)).astype(np.float32)
     t = rng.integers(0, 64, 16384)
     headers = ["-H", "Transfer-Encoding: chunked"] if chunked else []
-    r = curl("-X", "POST", f"{url}/v1/evaluate", *headers, "-F", 'request={"loss": {"name": "cross_entropy", "reduction": "sum"}}',
-             "-F", f"input=@{npy_file(tmp_path, 'input', x)}", "-F", f"target=@{npy_file(tmp_path, 'target', t)}")
+    r = curl(
+        "-X",
+        "POST",
+        f"{url}/v1/evaluate",
+        *headers,
+        "-F",
+        'request={"loss": {"name": "cross_entropy", "reduction": "sum"}}',
+        "-F",
+        f"input=@{npy_file(tmp_path, 'input', x)}",
+        "-F",
+        f"target=@{npy_file(tmp_path, 'target', t)}",
+    )
     want = torch.nn.functional.cross_entropy(torch.from_numpy(x), torch.from_numpy(t), reduction="sum")
     assert json.loads(r.stdout).get("value") == pytest.approx(want.item(), rel=1e-5), r.stdout
 
 
 def test_errors_reach_curl_as_problem_json(server):
     url, _ = server
-    r = curl("-X", "POST", f"{url}/v1/evaluate", "-H", "Content-Type: application/json", "-d", "{not json",
-             "-w", "\n%{http_code} %{content_type}")
+    r = curl(
+        "-X",
+        "POST",
+        f"{url}/v1/evaluate",
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        "{not json",
+        "-w",
+        "\n%{http_code} %{content_type}",
+    )
     body, _, status = r.stdout.rpartition("\n")
     assert status == "400 application/problem+json"
     assert json.loads(body)["title"] == "Malformed request"

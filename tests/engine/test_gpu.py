@@ -32,8 +32,12 @@ def post_all(bodies: list[dict], **engine) -> list[dict]:
 def body(case, reduction, dtype):
     tensors = case.make(torch.Generator().manual_seed(3), dtype)
     inputs = {k: as_json(v, False) for k, v in tensors.items()}
-    return tensors, {"loss": {"name": case.loss, "params": case.params, "reduction": reduction},
-                     "inputs": inputs, "return_elementwise": True, "return_grad": list(case.grad_roles)}
+    return tensors, {
+        "loss": {"name": case.loss, "params": case.params, "reduction": reduction},
+        "inputs": inputs,
+        "return_elementwise": True,
+        "return_grad": list(case.grad_roles),
+    }
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
@@ -50,8 +54,11 @@ def test_half_precision_as_pytorch_computes_it_on_cuda(dtype):
     x = torch.randn(64, 10, generator=torch.Generator().manual_seed(0)).to(dtype)
     t = torch.randint(0, 10, (64,), generator=torch.Generator().manual_seed(1))
     name = str(dtype).removeprefix("torch.")
-    request = {"loss": "cross_entropy", "inputs": {"input": {"data": x.float().tolist(), "dtype": name}, "target": t.tolist()},
-               "return_grad": True}
+    request = {
+        "loss": "cross_entropy",
+        "inputs": {"input": {"data": x.float().tolist(), "dtype": name}, "target": t.tolist()},
+        "return_grad": True,
+    }
     (got,) = post_all([request])
     xc = x.cuda().requires_grad_(True)
     want = torch.nn.functional.cross_entropy(xc, t.cuda())

@@ -47,7 +47,9 @@ async def _run(requests: list[dict]) -> tuple[list[dict], list[dict]]:
 def close(a, b) -> None:
     if isinstance(a, dict) and "data" in a:
         assert a["shape"] == b["shape"] and a["dtype"] == b["dtype"]
-        np.testing.assert_allclose(np.array(b["data"], dtype=float), np.array(a["data"], dtype=float), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(
+            np.array(b["data"], dtype=float), np.array(a["data"], dtype=float), rtol=1e-12, atol=1e-12
+        )
     elif isinstance(a, dict):
         assert a.keys() == b.keys()
         for k in a:

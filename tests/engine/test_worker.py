@@ -86,7 +86,9 @@ async def held(engine, *jobs, deadline=None):
 
 def test_queued_compatible_requests_share_one_call(engine):
     async def go():
-        jobs = [job(n=n, seed=n, reduction=r, grad=True) for n, r in [(1, "mean"), (2, "sum"), (3, "none"), (4, "mean")]]
+        jobs = [
+            job(n=n, seed=n, reduction=r, grad=True) for n, r in [(1, "mean"), (2, "sum"), (3, "none"), (4, "mean")]
+        ]
         gate, tasks = await held(engine, *jobs)
         GATE.set()
         await gate
@@ -292,8 +294,9 @@ def test_ctc_requests_of_different_lengths_are_padded_into_one_call(engine):
     for o, j in zip(outcomes, jobs):
         a = {k: torch.from_numpy(v) for k, v in j.arrays.items()}
         lp = a["log_probs"].clone().requires_grad_(True)
-        want = torch.nn.functional.ctc_loss(lp, a["targets"], a["input_lengths"], a["target_lengths"],
-                                            reduction=j.reduction)
+        want = torch.nn.functional.ctc_loss(
+            lp, a["targets"], a["input_lengths"], a["target_lengths"], reduction=j.reduction
+        )
         want.backward()
         assert o.value == pytest.approx(want.item(), rel=1e-12)
         assert o.grads["log_probs"].shape == tuple(lp.shape)

@@ -185,7 +185,13 @@ def test_dice_float_target_range():
 
 @pytest.mark.parametrize(
     "params",
-    [{"weight": -1.0}, {"weight": [1.0, -0.5]}, {"smooth_dr": -1e-5}, {"smooth_nr": float("inf")}, {"to_onehot_y": True}],
+    [
+        {"weight": -1.0},
+        {"weight": [1.0, -0.5]},
+        {"smooth_dr": -1e-5},
+        {"smooth_nr": float("inf")},
+        {"to_onehot_y": True},
+    ],
 )
 def test_dice_params_refused(params):
     with pytest.raises(ValidationError):

@@ -12,6 +12,7 @@ from .case import Case
 
 def _ctc(T, C, targets, input_lengths, target_lengths):
     """log_probs (T, N, C) from log_softmax; the integer roles as given."""
+
     def make(g, dtype):
         n = len(input_lengths)
         return {
@@ -40,11 +41,15 @@ CASES = [
     # blank = 2: labels may be 0 but never 2.
     _case("blank2", {"blank": 2}, _ctc(7, 4, [[0, 1, 3], [3, 3, 0]], [7, 7], [3, 2])),
     # Sample 1 needs 3 frames for "1 1" but has 2, sample 2 has more labels than frames: inf, zeroed.
-    _case("zero_infinity", {"zero_infinity": True},
-          _ctc(6, 4, [[1, 2, 3], [1, 1, 0], [2, 3, 1]], [6, 2, 2], [3, 2, 3])),
+    _case(
+        "zero_infinity", {"zero_infinity": True}, _ctc(6, 4, [[1, 2, 3], [1, 1, 0], [2, 3, 1]], [6, 2, 2], [3, 2, 3])
+    ),
     # Without zero_infinity on possible alignments, and an empty input (length 0, no labels).
-    _case("no_zero_infinity", {"zero_infinity": False},
-          _ctc(6, 4, [[1, 2, 3], [1, 1, 0], [2, 3, 1]], [6, 3, 0], [3, 2, 0])),
+    _case(
+        "no_zero_infinity",
+        {"zero_infinity": False},
+        _ctc(6, 4, [[1, 2, 3], [1, 1, 0], [2, 3, 1]], [6, 3, 0], [3, 2, 0]),
+    ),
     # blank = C - 1, labels 0 included, every input at full length.
     _case("blank-last", {"blank": 4}, _ctc(6, 5, [[0, 3, 0], [2, 1, 1]], [6, 6], [3, 3])),
 ]

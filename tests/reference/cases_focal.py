@@ -82,8 +82,13 @@ CASES = [
     _sigmoid("sigmoid_focal-alpha-off", {"alpha": -1}, _binary((12,), soft=False), nested=("input", "target")),
     _sigmoid("sigmoid_focal-alpha-null", {"alpha": None, "gamma": 2.0}, _binary((2, 3, 3), soft=False)),
     _sigmoid("sigmoid_focal-gamma0", {"gamma": 0.0}, _binary((5, 4), soft=False)),
-    _sigmoid("sigmoid_focal-soft", {"alpha": 0.25, "gamma": 2.0}, _binary((4, 6), soft=True),
-             grad_roles=("input", "target")),
-    _sigmoid("sigmoid_focal-soft-gamma0", {"gamma": 0.0, "alpha": None}, _binary((3, 5), soft=True),
-             grad_roles=("input", "target")),
+    _sigmoid(
+        "sigmoid_focal-soft", {"alpha": 0.25, "gamma": 2.0}, _binary((4, 6), soft=True), grad_roles=("input", "target")
+    ),
+    _sigmoid(
+        "sigmoid_focal-soft-gamma0",
+        {"gamma": 0.0, "alpha": None},
+        _binary((3, 5), soft=True),
+        grad_roles=("input", "target"),
+    ),
 ]

@@ -41,6 +41,7 @@ def test_gradcheck(case):
     tensors = _tensors(case, torch.float64)
     roles = [r for r in case.grad_roles]
     for reduction in case.reductions:
+
         def fn(*leaves):
             t = dict(tensors)
             t.update(zip(roles, leaves))
