@@ -40,7 +40,8 @@ def main(argv: list[str] | None = None) -> None:
         access_log=False,
         log_config=None,
         timeout_keep_alive=settings.timeout_keep_alive_s,
-        timeout_graceful_shutdown=settings.engine.request_timeout_s,
+        # uvicorn annotates an int but only hands it to asyncio.timeout, which takes any seconds
+        timeout_graceful_shutdown=settings.engine.request_timeout_s,  # type: ignore[arg-type]
         proxy_headers=True,
     )
     if config.workers > 1:

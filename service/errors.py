@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Self
+
+if TYPE_CHECKING:
+    from pydantic_core import ErrorDetails
 
 Loc = tuple[str | int, ...]
 
@@ -36,7 +40,7 @@ class ServiceError(Exception):
         super().__init__(detail)
 
     @classmethod
-    def at(cls, loc: Loc, msg: str) -> ServiceError:
+    def at(cls, loc: Loc, msg: str) -> Self:
         """One error at one place: ``InvalidInput.at(("inputs", "target"), "expected ...")``."""
         return cls(errors=[ErrorItem(tuple(loc), msg)])
 
@@ -102,12 +106,12 @@ def lower_first(text: str) -> str:
     return text[:1].lower() + text[1:]
 
 
-def pydantic_message(error: dict) -> str:
+def pydantic_message(error: ErrorDetails) -> str:
     """One pydantic error's message in our style."""
     return lower_first(error["msg"].removeprefix("Value error, "))
 
 
-def from_pydantic(errors: list[dict], prefix: Loc = ()) -> InvalidInput:
+def from_pydantic(errors: Sequence[ErrorDetails], prefix: Loc = ()) -> InvalidInput:
     """pydantic's errors rebuilt as short messages at their places."""
     items = []
     for e in errors:

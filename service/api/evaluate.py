@@ -87,8 +87,8 @@ async def answer(request: Request) -> list[bytes]:
 
 
 async def _decode(request: Request, settings: Settings, registry: Registry) -> tuple[Job, str]:
-    kind, raw = await read_body(request)
-    if kind == "json":
+    _, raw = await read_body(request)
+    if raw is not None:  # JSON (a multipart body comes as None: its parser streams it below)
         size = len(raw)
         body = Body(await _sized(size, parse_json, raw))
         del raw  # the parsed form is all that is needed from here on

@@ -37,7 +37,7 @@ def b64_npy(arr: np.ndarray) -> Base64:
     together, and the rest of the data straight from the array's memory (base64 of a
     concatenation is the concatenation of the pieces' base64 when the first ends on 3 bytes)."""
     arr = np.asarray(arr, order="C")  # (not ascontiguousarray: it makes a 0-d array 1-d)
-    data = memoryview(arr.reshape(-1).view(np.uint8))
+    data = arr.reshape(-1).view(np.uint8).data  # its memoryview (numpy types ndarray as a Buffer from 3.12 only)
     head = npy_header(arr)
     k = min((-len(head)) % 3, len(data))
     pieces = [pybase64.b64encode(head + data[:k].tobytes())]

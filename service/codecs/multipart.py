@@ -99,14 +99,15 @@ class Parser:
         self.parts: list[Part] = []
 
     def feed(self, chunk: bytes | bytearray) -> None:
+        data: bytes | bytearray | memoryview = chunk
         if self.state == _DATA:
             rest = self._data(chunk)
             if rest is None:
                 return
-            chunk = rest
+            data = rest
         if self.state == _EPILOGUE:
             return
-        self.pending += chunk
+        self.pending += data
         self._structure()
 
     def finish(self) -> list[Part]:
@@ -187,9 +188,9 @@ class Parser:
                 self.parts.append(self._part(bytes(buf[:end])))
                 del buf[: end + skip]
                 self.state = _DATA
-                rest = bytes(buf)
+                held = bytes(buf)
                 buf.clear()
-                rest = self._data(rest)
+                rest = self._data(held)
                 if rest is None:
                     return
                 buf += rest

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import math
 import struct
+from typing import TypeGuard
 
 import numpy as np
 
@@ -45,7 +46,7 @@ def read_npy(buf: bytes | bytearray, loc: Loc, max_elements: int) -> tuple[np.nd
     return np.array(arr, dtype=dtype.newbyteorder("="), order="C"), name
 
 
-def _header(buf: bytes, loc: Loc) -> tuple[dict, int]:
+def _header(buf: bytes | bytearray, loc: Loc) -> tuple[dict, int]:
     if len(buf) < 10 or buf[:6] != MAGIC:
         raise MalformedRequest.at(loc, "malformed .npy: missing the \\x93NUMPY magic string")
     major = buf[6]
@@ -81,7 +82,7 @@ def _dtype(descr: object, loc: Loc) -> tuple[np.dtype, str]:
     return dtype, name
 
 
-def _is_shape(shape: object) -> bool:
+def _is_shape(shape: object) -> TypeGuard[tuple[int, ...]]:
     return isinstance(shape, tuple) and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
 
 

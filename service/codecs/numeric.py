@@ -32,6 +32,7 @@ import functools
 import math
 import re
 from collections.abc import Callable
+from typing import Any, cast
 
 import numpy as np
 import orjson
@@ -152,7 +153,8 @@ def _parse(raw: bytes | bytearray, start: int, end: int) -> np.ndarray | None:
     # and their concatenation); a count that falls short only costs that concatenation.
     rows = raw.count(b"]" * (depth - 1) + b",", start, end) + 1
     out: np.ndarray | None = None
-    filled, pieces = 0, []
+    filled = 0
+    pieces: list[np.ndarray] = []
     parser = simdjson.Parser() if simdjson is not None else None  # one per call: parsers are not thread-safe
     at, stop = start + 1, end - 1  # inside the outer brackets
     while at < stop:
@@ -206,8 +208,9 @@ def _fast_piece(parser: simdjson.Parser, text: bytes, depth: int) -> np.ndarray 
     if b"u" in text or b"l" in text:  # true, false or null: as_buffer would refuse them, but only after the parse
         return None
     try:
-        doc = parser.parse(text)
-        shape, node = [len(doc)], doc
+        # text is an array, so the document is one (an Array); its elements are typed as any JSON value
+        doc = cast(simdjson.Array, parser.parse(text))
+        shape, node = [len(doc)], cast(Any, doc)
         for _ in range(depth - 1):  # the shape, read along the first elements
             node = node[0]
             shape.append(len(node))

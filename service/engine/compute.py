@@ -40,7 +40,7 @@ def group_key(job: Job, solo_elements: int = 2**20) -> tuple | None:
 def _group_key(job: Job) -> tuple | None:
     if not job.loss.batchable(job.params, job.arrays):
         return None
-    dims = []
+    dims: list[tuple[str, tuple[int | str, ...]] | None] = []
     for r in job.loss.roles:
         arr = job.arrays.get(r.name)
         if arr is None:
@@ -81,8 +81,9 @@ def run_group(jobs: list[Job], device: torch.device) -> list[Outcome]:
         else:
             totals = _reduce_each(el, inputs, jobs, sizes)
         grads = torch.autograd.grad(totals.sum(), leaves) if leaves else []
-    values = [None if j.reduction == "none" else v for j, v in zip(jobs, _on(totals.detach(), _CPU).tolist())]
-    return _outcomes(jobs, sizes, el, values, dict(zip(head.grad_roles, grads)))
+    host_totals = _on(totals.detach(), _CPU).tolist()
+    values = [None if j.reduction == "none" else v for j, v in zip(jobs, host_totals, strict=True)]
+    return _outcomes(jobs, sizes, el, values, dict(zip(head.grad_roles, grads, strict=True)))
 
 
 def _reduce_each(el, inputs, jobs, sizes) -> torch.Tensor:
@@ -90,7 +91,7 @@ def _reduce_each(el, inputs, jobs, sizes) -> torch.Tensor:
     elementwise values for reduction none, which is what its gradient is taken of)."""
     dims = _batch_dims(jobs[0])
     totals, offset = [], 0
-    for job, n in zip(jobs, sizes):
+    for job, n in zip(jobs, sizes, strict=True):
         el_i, own = _slice(el, inputs, dims, offset, n)
         totals.append(el_i.sum() if job.reduction == "none" else job.loss.reduce(el_i, own, job.params, job.reduction))
         offset += n or 0
@@ -197,7 +198,7 @@ def _outcomes(jobs, sizes, el, values, grads) -> list[Outcome]:
         return [Outcome(value, None, {}, len(jobs)) for value in values]
     dims = _batch_dims(jobs[0])
     out, offset = [], 0
-    for job, n, value in zip(jobs, sizes, values):
+    for job, n, value in zip(jobs, sizes, values, strict=True):
         own_el, own_grads = _slice(el_host, grads_host, dims, offset, n)
         elementwise = _numpy(own_el) if job.return_elementwise else None
         grads = {k: _numpy(_unpad(own_grads[k], job, k)) for k in grads_host}

@@ -7,6 +7,7 @@ happens (a failing batch-mate, a dead worker, a shutdown).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -73,10 +74,8 @@ def finish_all(results: list[tuple[Ticket, Outcome | BaseException]]) -> None:
     for ticket, result in results:
         by_loop.setdefault(ticket.loop, []).append((ticket, result))
     for loop, items in by_loop.items():
-        try:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting any more
             loop.call_soon_threadsafe(_settle, items)
-        except RuntimeError:  # the loop is closed: nobody is waiting any more
-            pass
 
 
 def _settle(items: list[tuple[Ticket, Outcome | BaseException]]) -> None:
@@ -258,7 +257,7 @@ class Engine:
         metrics.COMPUTE_TIME.observe(elapsed / 1000)
         for t in tickets:
             t.compute_ms = elapsed
-        finish_all(list(zip(tickets, outcomes)))
+        finish_all(list(zip(tickets, outcomes, strict=True)))
 
     def _release_device_memory(self) -> None:
         if self.device.type == "cuda":

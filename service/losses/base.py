@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import torch
@@ -52,6 +52,10 @@ class Checked:
 Validator = Callable[[Checked], list[ErrorItem]]
 
 
+@overload
+def param_tensor(values: None, like: Tensor) -> None: ...
+@overload
+def param_tensor(values: float | list[Any], like: Tensor) -> Tensor: ...
 def param_tensor(values: object, like: Tensor) -> Tensor | None:
     """A list hyper-parameter (class weights, alpha...) as a tensor of ``like``'s dtype and device."""
     return None if values is None else torch.as_tensor(values, dtype=like.dtype, device=like.device)

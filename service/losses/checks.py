@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TypeGuard
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ..arrays import first_value, fmt_shape, position
 from ..errors import ErrorItem
@@ -77,7 +79,7 @@ def param_broadcasts(values: object, shape: tuple[int, ...], name: str, against:
     return []
 
 
-def _rectangular(values: object) -> bool:
+def _rectangular(values: object) -> TypeGuard[ArrayLike]:
     try:
         np.asarray(values, dtype=np.float64)
     except ValueError:
@@ -92,4 +94,4 @@ def probabilities(role: str):
 
 def per_class(param: str):
     """A validator: the list param ``param`` has one value per class (C, from the shapes)."""
-    return lambda c: param_length(getattr(c.params, param), int(c.binding.dims["C"]), "C", param)
+    return lambda c: param_length(getattr(c.params, param), c.binding.size("C"), "C", param)

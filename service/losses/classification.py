@@ -107,7 +107,7 @@ def _kl_reduce(el: Tensor, t: Inputs, p: KLDivParams, reduction: str) -> Tensor:
     return el.sum() / x.size(0) if x.dim() else el.sum()
 
 
-def _spans_no_batch(*names: str) -> Callable[[Any], bool]:
+def _spans_no_batch(*names: str) -> Callable[[Any, dict[str, np.ndarray]], bool]:
     """Batchable unless a tensor param spans the input's first dim (same rank, first size over 1):
     such a weight would not broadcast to requests concatenated along it."""
 
@@ -125,7 +125,7 @@ def _spans_no_batch(*names: str) -> Callable[[Any], bool]:
 def _class_target(c: Checked) -> list[ErrorItem]:
     target = c.arrays["target"]
     if c.binding.forms["target"].kind == INTEGER:
-        return class_indices(target, int(c.binding.dims["C"]), "target", c.params.ignore_index)
+        return class_indices(target, c.binding.size("C"), "target", c.params.ignore_index)
     return in_range(target, 0, 1, "target")
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
+from typing import cast
 
 from ..arrays import fmt_shape
 from ..errors import InvalidInput
@@ -56,7 +57,7 @@ class Form:
             rest = tuple(shape[len(head) : n - len(tail)])
             if new.setdefault("*", rest) != rest:
                 return None
-        for token, size in zip(head + tail, shape[: len(head)] + shape[n - len(tail) :]):
+        for token, size in zip(head + tail, shape[: len(head)] + shape[n - len(tail) :], strict=True):
             if type(token) is int:
                 if token != size:
                     return None
@@ -124,6 +125,10 @@ class Binding:
     dims: Dims = field(default_factory=dict)
     forms: dict[str, Form] = field(default_factory=dict)
     sources: dict[str, tuple[str, Form, tuple[int, ...]]] = field(default_factory=dict)
+
+    def size(self, letter: str) -> int:
+        """The size bound to ``letter``: an int for every letter (``*`` alone binds a tuple)."""
+        return cast(int, self.dims[letter])
 
 
 def check_shapes(roles: tuple[Role, ...], shapes: dict[str, tuple[int, ...]]) -> Binding:

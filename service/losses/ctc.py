@@ -25,7 +25,7 @@ class CTCParams(Params):
 
 
 def _blank(c: Checked) -> list[ErrorItem]:
-    blank, classes = c.params.blank, c.binding.dims["C"]
+    blank, classes = c.params.blank, c.binding.size("C")
     if blank < classes:
         return []
     msg = f"class index {blank} out of range [0, {classes}) (C from log_probs)"
@@ -37,8 +37,8 @@ WORK_LIMIT = 2**28  # PyTorch's CTC allocates T x N x (2 S + 1) values of its al
 
 def _work(c: Checked) -> list[ErrorItem]:
     """Refuse small requests that would make CTC allocate gigabytes."""
-    d = c.binding.dims
-    work = d["T"] * d["N"] * (2 * d["S"] + 1)
+    b = c.binding
+    work = b.size("T") * b.size("N") * (2 * b.size("S") + 1)
     if work <= WORK_LIMIT:
         return []
     msg = f"CTC needs T x N x (2 S + 1) = {work} working values; the limit is {WORK_LIMIT}"
@@ -47,14 +47,14 @@ def _work(c: Checked) -> list[ErrorItem]:
 
 def _lengths(c: Checked) -> list[ErrorItem]:
     """input_lengths in [0, T], target_lengths in [0, S] (more labels than frames is allowed: inf)."""
-    dims, arrays = c.binding.dims, c.arrays
-    errors = in_range(arrays["input_lengths"], 0, dims["T"], "input_lengths")
-    return errors + in_range(arrays["target_lengths"], 0, dims["S"], "target_lengths")
+    b, arrays = c.binding, c.arrays
+    errors = in_range(arrays["input_lengths"], 0, b.size("T"), "input_lengths")
+    return errors + in_range(arrays["target_lengths"], 0, b.size("S"), "target_lengths")
 
 
 def _labels(c: Checked) -> list[ErrorItem]:
     """Within each sample's target length: class indices in [0, C), and never the blank."""
-    targets, classes, blank = c.arrays["targets"], c.binding.dims["C"], c.params.blank
+    targets, classes, blank = c.arrays["targets"], c.binding.size("C"), c.params.blank
     used = np.arange(targets.shape[1])[None, :] < c.arrays["target_lengths"][:, None]
     out = used & ((targets < 0) | (targets >= classes))
     found = (

@@ -72,12 +72,12 @@ def _dice(t: Inputs, p: DiceParams) -> Tensor:
 
 def _scored(c: Checked) -> tuple[int, str]:
     """How many classes are scored, and the letter naming that count."""
-    classes = c.binding.dims["C"]
+    classes = c.binding.size("C")
     return (classes, "C") if c.params.include_background else (classes - 1, "C - 1")
 
 
 def _check_options(c: Checked) -> list[ErrorItem]:
-    p, classes = c.params, c.binding.dims["C"]
+    p, classes = c.params, c.binding.size("C")
     errors = []
     if p.sigmoid and p.softmax:
         errors.append(ErrorItem(("loss", "params", "softmax"), "softmax and sigmoid cannot both be true"))
@@ -104,7 +104,7 @@ def _check_input(c: Checked) -> list[ErrorItem]:
 
 
 def _check_target(c: Checked) -> list[ErrorItem]:
-    target, classes = c.arrays["target"], c.binding.dims["C"]
+    target, classes = c.arrays["target"], c.binding.size("C")
     if c.binding.forms["target"].kind == FLOAT:
         return in_range(target, 0, 1, "target")
     if classes == 1:

@@ -75,7 +75,7 @@ def _sigmoid_focal(t: Inputs, p: SigmoidFocalParams) -> Tensor:
 
 
 def _check_focal(c: Checked) -> list[ErrorItem]:
-    classes = c.binding.dims["C"]
+    classes = c.binding.size("C")
     return class_indices(c.arrays["target"], classes, "target", c.params.ignore_index) + param_length(
         c.params.alpha, classes, "C", "alpha"
     )

@@ -36,12 +36,12 @@ def _plus_minus_one(c: Checked) -> list[ErrorItem]:
 
 
 def _class_targets(c: Checked) -> list[ErrorItem]:
-    return class_indices(c.arrays["target"], c.binding.dims["C"], "target")
+    return class_indices(c.arrays["target"], c.binding.size("C"), "target")
 
 
 def _label_lists(c: Checked) -> list[ErrorItem]:
     """multilabel_margin: class indices in [0, C), or -1, which ends a sample's list."""
-    arr, classes = c.arrays["target"], c.binding.dims["C"]
+    arr, classes = c.arrays["target"], c.binding.size("C")
     bad = (arr < -1) | (arr >= classes)
     if not bad.any():
         return []

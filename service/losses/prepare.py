@@ -13,6 +13,7 @@ import numpy as np
 import orjson
 import torch
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from ..arrays import first_value, fmt_shape, overflows, position
 from ..codecs.tensors import FLOAT_DTYPES, Decoded
@@ -108,6 +109,7 @@ def _plan(
     params, param_errors = parse_params(loss, raw_params)
     errors += param_errors + _roles(loss, tensors)
     collect(errors)
+    assert params is not None  # parse_params gave errors, which collect raised, where it gave no params
     binding = check_shapes(loss.roles, {k: v.array.shape for k, v in tensors.items()})
     kinds = {r: f.kind for r, f in binding.forms.items()}
     try:
@@ -140,7 +142,7 @@ def parse_params(loss: Loss, raw: dict) -> tuple[Params | None, list[ErrorItem]]
         return None, [_param_error(loss, e) for e in exc.errors(include_url=False)]
 
 
-def _param_error(loss: Loss, e: dict) -> ErrorItem:
+def _param_error(loss: Loss, e: ErrorDetails) -> ErrorItem:
     loc = ("loss", "params", *e["loc"])
     if e["type"] == "extra_forbidden":
         name = str(e["loc"][0])
@@ -204,6 +206,7 @@ def _convert(role: str, t: Decoded, kind: str, dtype: str) -> np.ndarray:
         if bad.any():
             raise InvalidInput.at(loc, f"non-finite value {first_value(arr, bad)} at position {position(arr, bad)}")
         bad = overflows(arr, dtype)
+        assert bad is not None  # arr is finite here, so what its cast made non-finite overflowed
         raise InvalidInput.at(
             loc, f"value {first_value(arr, bad)} out of range for {dtype} at position {position(arr, bad)}"
         )

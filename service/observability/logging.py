@@ -72,7 +72,7 @@ class AccessLog:
         self.enabled = enabled and logging.getLogger("service.access").isEnabledFor(logging.INFO)
         self.interval_s = interval_s
         self._pending: list[tuple] = []
-        self._timer = None
+        self._timer: asyncio.TimerHandle | None = None
 
     def request(self, request_id: str, method: str, path: str, status: int, loss: str, seconds: float,
                 bytes_in: int, bytes_out: int, client: str) -> None:  # fmt: skip
