@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import platform
@@ -161,10 +162,8 @@ class RssWatch:
 
     def __enter__(self) -> RssWatch:
         for pid in process_tree(self.root):
-            try:
+            with contextlib.suppress(OSError):  # a process that has just exited
                 Path(f"/proc/{pid}/clear_refs").write_text("5")
-            except OSError:
-                pass
         self._sampled = idle = self._rss_kb()
         self.idle_mb = idle / 1024
         self._thread = threading.Thread(target=self._sample, daemon=True)

@@ -70,7 +70,7 @@ def servers(log_dir: Path) -> list[Server]:
             {},
             "/openapi.json",
             log_dir,
-        ),  # fmt: skip
+        ),
         Server(
             TRIVIAL, [PY, "bench/trivial_app.py", "--host", HOST, "--port", str(free_port())], {}, "/healthz", log_dir
         ),
@@ -114,14 +114,14 @@ def scenarios(available: set[str], quick: bool) -> list[Scenario]:
                 naive, levels[NAIVE] = bodies.naive(t, grad), (1,)
                 levels.pop(BATCH1), levels.pop(WORKERS2)  # one request at a time: batching plays no part
             key = f"large {encoding}" + (" +grad" if grad else "")
-            out.append(Scenario(key, t, encoding, grad, make(t, grad), naive, levels, budget,
-                                dict(duration_s=1.0 if quick else 15.0, max_requests=1 if quick else 3, warmup_requests=0)))  # fmt: skip
+            naive_budget = dict(duration_s=1.0 if quick else 15.0, max_requests=1 if quick else 3, warmup_requests=0)
+            out.append(Scenario(key, t, encoding, grad, make(t, grad), naive, levels, budget, naive_budget))
     # 3. segmentation: focal on 8x10x128x128 logits, .npy, with the gradient
     t = bodies.make((2, 10, 64, 64) if quick else (8, 10, 128, 128), {"name": "focal"}, available, seed=2)
     levels = dict.fromkeys(every, (1,) if quick else (1, 8))
     levels[TRIVIAL] = (1,)
-    out.append(Scenario("segmentation npy +grad", t, "npy", True, bodies.multipart(t, True), None, levels,
-                        dict(duration_s=0.5 if quick else 5.0, max_requests=2 if quick else 60, warmup_requests=1)))  # fmt: skip
+    budget = dict(duration_s=0.5 if quick else 5.0, max_requests=2 if quick else 60, warmup_requests=1)
+    out.append(Scenario("segmentation npy +grad", t, "npy", True, bodies.multipart(t, True), None, levels, budget))
     return out
 
 
@@ -129,9 +129,13 @@ def _row(sc: Scenario, server: str, point: dict, rss: RssWatch) -> dict:
     row = {"scenario": sc.key, "server": server, **point, "idle_mb": rss.idle_mb, "peak_mb": rss.peak_mb,
            "tensor_mb": sc.tensors.nbytes / 1e6}  # fmt: skip
     cpu = point.get("cpu_us_per_req")
-    print(f"  {sc.key:24} {server:14} c={point['concurrency']:<3} {point['req_s']:9.1f} req/s  p50 {point['p50_ms']:9.1f} ms"
-          f"  peak {rss.peak_mb:7.0f} MB" + (f"  cpu {cpu:9.0f} us/req" if cpu is not None else "")
-          + f"  errors {point['errors']} {point['first_error'][:120]}", flush=True)  # fmt: skip
+    print(
+        f"  {sc.key:24} {server:14} c={point['concurrency']:<3} {point['req_s']:9.1f} req/s"
+        f"  p50 {point['p50_ms']:9.1f} ms  peak {rss.peak_mb:7.0f} MB"
+        + (f"  cpu {cpu:9.0f} us/req" if cpu is not None else "")
+        + f"  errors {point['errors']} {point['first_error'][:120]}",
+        flush=True,
+    )
     return row
 
 
