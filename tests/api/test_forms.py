@@ -332,8 +332,8 @@ LARGE_T = np.random.default_rng(4).integers(0, 20, 4000)
 
 def test_large_nested_arrays_agree_with_npy_and_torch(client):
     want = {"loss": "cross_entropy", "return_grad": ["input"]}
-    nested = client.post("/v1/evaluate", content=json.dumps(
-        {**want, "inputs": {"input": LARGE_X.tolist(), "target": LARGE_T.tolist()}}), headers={"content-type": "application/json"})  # fmt: skip
+    body = json.dumps({**want, "inputs": {"input": LARGE_X.tolist(), "target": LARGE_T.tolist()}})
+    nested = client.post("/v1/evaluate", content=body, headers={"content-type": "application/json"})
     assert nested.status_code == 200, nested.text
     assert len(nested.request.content) > 4 * 256 * 1024  # several pieces of the large-array parser
     as_npy = evaluate(

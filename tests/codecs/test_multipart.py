@@ -150,7 +150,8 @@ def test_parse_header(value, want):
 
 
 def test_filename_star_makes_a_file_part():
-    body = f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=input; filename*=UTF-8''x.npy\r\n\r\nab\r\n--{BOUNDARY}--".encode()
+    disposition = "Content-Disposition: form-data; name=input; filename*=UTF-8''x.npy"
+    body = f"--{BOUNDARY}\r\n{disposition}\r\n\r\nab\r\n--{BOUNDARY}--".encode()
     assert as_tuples(feed(body, 100)) == [("input", "UTF-8''x.npy", b"ab")]
 
 
@@ -201,7 +202,7 @@ HEAD = f'--{B}\r\nContent-Disposition: form-data; name="request"\r\n\r\n'
             encode([(f"p{i}", None, b"") for i in range(multipart.MAX_PARTS + 1)]),
             f"more than {multipart.MAX_PARTS} parts",
         ),
-    ],  # fmt: skip
+    ],
     ids=[
         "empty",
         "garbage",
@@ -216,7 +217,7 @@ HEAD = f'--{B}\r\nContent-Disposition: form-data; name="request"\r\n\r\n'
         "no-name",
         "headers-too-long",
         "too-many-parts",
-    ],  # fmt: skip
+    ],
 )
 def test_malformed_bodies(body, msg):
     assert error(body) == f"malformed multipart body: {msg}"

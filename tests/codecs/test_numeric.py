@@ -71,7 +71,7 @@ def _compare(got: object, ref: object) -> None:
             _compare(got[k], ref[k])
     elif isinstance(ref, list):
         assert len(got) == len(ref)
-        for a, b in zip(got, ref):
+        for a, b in zip(got, ref, strict=True):
             _compare(a, b)
     else:
         assert got == ref
@@ -117,7 +117,7 @@ def test_pieces_of_different_number_kinds_promote_as_the_whole_would():
 def test_integers_at_and_beyond_the_limits_of_int64():
     rows = [[2**63 - 1, -(2**63)]] * 30
     assert_same(body({"input": rows}), ("input",))
-    assert_same(body({"input": rows + [[2**63, 1]]}))  # np.asarray makes the whole float64
+    assert_same(body({"input": [*rows, [2**63, 1]]}))  # np.asarray makes the whole float64
     assert_same(body({"input": [[2**63, 1]] * 30}))  # ...or uint64
     assert_same(b'{"inputs": {"input": [' + b"[18446744073709551616, 1], " * 30 + b"[1, 2]]}}")  # beyond 64 bits
 
@@ -241,8 +241,8 @@ def test_random_bodies_agree_with_the_plain_parse(fast):
         }
         raw = orjson.dumps(doc, option=rng.choice([0, orjson.OPT_INDENT_2]))
         got = assert_same(raw)
-        arrays += sum(isinstance(v, np.ndarray) or isinstance(v.get("data") if isinstance(v, dict) else None, np.ndarray)
-                      for v in got["inputs"].values())  # fmt: skip
+        data = [v.get("data") if isinstance(v, dict) else v for v in got["inputs"].values()]
+        arrays += sum(isinstance(d, np.ndarray) for d in data)
     assert arrays > 100  # the pieces path was taken, not only the plain one
     assert fast.given > 1000 and fast.tried - fast.given > 100  # ...by simdjson, and by orjson
 
@@ -454,6 +454,6 @@ def test_bodies_parsed_at_once_in_threads(fast):
     finally:
         sys.setswitchinterval(interval)
     for got in results:
-        for raw, one in zip(bodies, got):
+        for raw, one in zip(bodies, got, strict=True):
             _compare(one, orjson.loads(raw))
     assert fast.given == fast.tried > 1000

@@ -56,7 +56,7 @@ def nginx_bin() -> str:
         pytest.fail("nginx is not installed and this user cannot install it: apt-get install nginx")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "nginx"]):
-        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, check=False)
         if done.returncode != 0:
             pytest.fail(f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
     found = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -193,7 +193,7 @@ def nginx(nginx_bin, tmp_path):
         conf = tmp / "nginx.conf"
         conf.write_text(NGINX_CONF.format(user=user, tmp=tmp, servers=servers, port=port, server_conf=SERVER_CONF))
         cmd = [nginx_bin, "-p", str(tmp), "-e", str(tmp / "error.log"), "-c", str(conf)]
-        check = subprocess.run([*cmd, "-t"], capture_output=True, text=True, timeout=30)
+        check = subprocess.run([*cmd, "-t"], capture_output=True, text=True, timeout=30, check=False)
         assert check.returncode == 0, check.stderr
         with (tmp / "stderr.log").open("ab") as out:
             proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)

@@ -30,34 +30,33 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     port = free_port()
-    log = open(tmp_path_factory.mktemp("server") / "server.log", "w+b")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LOSS_SERVICE_")}
-    env["LOSS_SERVICE_VENV"] = str(Path(sys.executable).parent.parent)  # the suite's own environment
-    proc = subprocess.Popen(
-        [str(ROOT / "scripts" / "serve"), "--host", "127.0.0.1", "--port", str(port)],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            log.seek(0)
-            pytest.fail("server exited: " + log.read().decode(errors="replace"))
-        if curl("-o", "/dev/null", "-w", "%{http_code}", f"{url}/readyz").stdout == "200":
-            break
-        time.sleep(0.3)
-    else:
-        pytest.fail("server did not become ready in 120 s")
-    yield url, proc
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(10)
-    log.close()
+    with open(tmp_path_factory.mktemp("server") / "server.log", "w+b") as log:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LOSS_SERVICE_")}
+        env["LOSS_SERVICE_VENV"] = str(Path(sys.executable).parent.parent)  # the suite's own environment
+        proc = subprocess.Popen(
+            [str(ROOT / "scripts" / "serve"), "--host", "127.0.0.1", "--port", str(port)],
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                log.seek(0)
+                pytest.fail("server exited: " + log.read().decode(errors="replace"))
+            if curl("-o", "/dev/null", "-w", "%{http_code}", f"{url}/readyz").stdout == "200":
+                break
+            time.sleep(0.3)
+        else:
+            pytest.fail("server did not become ready in 120 s")
+        yield url, proc
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
 
 
 def curl(*args: str) -> subprocess.CompletedProcess:
     assert shutil.which("curl"), "curl is needed (scripts/test installs it)"
-    return subprocess.run(["curl", "-sS", *args], capture_output=True, text=True, timeout=60)
+    return subprocess.run(["curl", "-sS", *args], capture_output=True, text=True, timeout=60, check=False)
 
 
 def npy_file(tmp_path: Path, name: str, arr: np.ndarray) -> Path:

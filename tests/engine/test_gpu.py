@@ -22,9 +22,9 @@ pytestmark = pytest.mark.gpu
 def post_all(bodies: list[dict], **engine) -> list[dict]:
     async def go():
         app = create_app(Settings(engine={"device": "cuda", **engine}))
-        async with app.router.lifespan_context(app):
-            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gpu") as c:
-                return [r.json() for r in await asyncio.gather(*(c.post("/v1/evaluate", json=b) for b in bodies))]
+        transport = httpx.ASGITransport(app=app)
+        async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://gpu") as c:
+            return [r.json() for r in await asyncio.gather(*(c.post("/v1/evaluate", json=b) for b in bodies))]
 
     return asyncio.run(go())
 

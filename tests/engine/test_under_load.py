@@ -15,7 +15,7 @@ from service.config import Settings
 def bodies(count: int = 120) -> list[dict]:
     rng = random.Random(7)
     out = []
-    for i in range(count):
+    for _ in range(count):
         n = rng.randint(1, 4)
         kind = rng.choice(["mse", "l1", "huber", "cross_entropy", "cross_entropy_w"])
         reduction = rng.choice(["mean", "sum", "none"])
@@ -65,6 +65,6 @@ def test_batched_answers_equal_solo_answers():
     alone, together = asyncio.run(_run(requests))
     assert all(r["meta"]["batch_size"] == 1 for r in alone)
     assert max(r["meta"]["batch_size"] for r in together) > 1, "nothing was batched"
-    for a, b in zip(alone, together):
+    for a, b in zip(alone, together, strict=True):
         assert "value" in b, b
         close({k: v for k, v in a.items() if k != "meta"}, {k: v for k, v in b.items() if k != "meta"})

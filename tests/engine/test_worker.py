@@ -96,7 +96,7 @@ def test_queued_compatible_requests_share_one_call(engine):
 
     results, jobs = asyncio.run(go())
     assert [o.batch_size for o, _ in results] == [4, 4, 4, 4]
-    for (outcome, _), j in zip(results, jobs):
+    for (outcome, _), j in zip(results, jobs, strict=True):
         x = torch.from_numpy(j.arrays["input"]).requires_grad_(True)
         y = torch.from_numpy(j.arrays["target"])
         want = torch.nn.functional.mse_loss(x, y, reduction=j.reduction)
@@ -127,10 +127,10 @@ def test_a_group_gives_each_request_its_own_answer(reductions, wants):
     for the request alone (the all-mean and values-only groups take shorter paths)."""
     jobs = [
         _ce_job(n, seed=n, reduction=r, grad=wants == "grad", elementwise=wants == "elementwise")
-        for n, r in zip([2, 5, 3, 4], reductions)
+        for n, r in zip([2, 5, 3, 4], reductions, strict=False)  # as many jobs as reductions (all-none: 3)
     ]
     outcomes = run_group(jobs, torch.device("cpu"))
-    for j, o in zip(jobs, outcomes):
+    for j, o in zip(jobs, outcomes, strict=True):
         assert o.batch_size == len(jobs)
         x = torch.from_numpy(j.arrays["input"]).requires_grad_(True)
         want = torch.nn.functional.cross_entropy(x, torch.from_numpy(j.arrays["target"]), reduction=j.reduction)
@@ -291,7 +291,7 @@ def test_ctc_requests_of_different_lengths_are_padded_into_one_call(engine):
 
     outcomes, jobs = asyncio.run(go())
     assert [o.batch_size for o in outcomes] == [3, 3, 3]
-    for o, j in zip(outcomes, jobs):
+    for o, j in zip(outcomes, jobs, strict=True):
         a = {k: torch.from_numpy(v) for k, v in j.arrays.items()}
         lp = a["log_probs"].clone().requires_grad_(True)
         want = torch.nn.functional.ctc_loss(

@@ -205,7 +205,7 @@ CASES = [
         {},
         _make(input=_randn(3, 5, then=_log_probs(1)), target=_randn(3, 5, then=_probs(1))),
         KL,
-        reductions=ALL + ("batchmean",),
+        reductions=(*ALL, "batchmean"),
         grad_roles=BOTH,
     ),
     Case(
@@ -214,7 +214,7 @@ CASES = [
         {"log_target": True},
         _make(input=_randn(2, 4, 3, then=_log_probs(1)), target=_randn(2, 4, 3, then=_log_probs(1))),
         KL,
-        reductions=ALL + ("batchmean",),
+        reductions=(*ALL, "batchmean"),
         grad_roles=BOTH,
     ),
     # poisson_nll

@@ -33,18 +33,18 @@ def test_matches_reference(case, dtype):
     for reduction in case.reductions:
         got = service_value(case, tensors, reduction)
         want = case.reference(tensors, case.params, reduction)
-        torch.testing.assert_close(got, want, **tol, msg=lambda m: f"{reduction}: {m}")
+        torch.testing.assert_close(got, want, **tol, msg=lambda m, reduction=reduction: f"{reduction}: {m}")
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if c.gradcheck], ids=lambda c: c.id)
 def test_gradcheck(case):
     tensors = _tensors(case, torch.float64)
-    roles = [r for r in case.grad_roles]
+    roles = list(case.grad_roles)
     for reduction in case.reductions:
 
-        def fn(*leaves):
+        def fn(*leaves, reduction=reduction):  # gradcheck passes the leaves alone
             t = dict(tensors)
-            t.update(zip(roles, leaves))
+            t.update(zip(roles, leaves, strict=True))
             out = service_value(case, t, reduction)
             return out.sum() if reduction == "none" else out
 

@@ -36,7 +36,7 @@ def reference(case, tensors, reduction):
     out = case.reference(inputs, case.params, reduction)
     total = out.sum() if reduction == "none" else out
     grads = torch.autograd.grad(total, list(leaves.values()))
-    return out.detach(), dict(zip(leaves, grads))
+    return out.detach(), dict(zip(leaves, grads, strict=True))
 
 
 def params_for(case):
