@@ -26,7 +26,8 @@ def run_server_and_send(protocol: type, pieces: list[bytes], *, pause_s: float, 
         if scope["type"] == "lifespan":
             while (await receive())["type"] != "lifespan.shutdown":
                 await send({"type": "lifespan.startup.complete"})
-            return await send({"type": "lifespan.shutdown.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
         await asyncio.sleep(app_delay_s)
         while True:
             message = await receive()
