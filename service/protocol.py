@@ -36,7 +36,7 @@ else:
         def on_body(self, body: bytes) -> None:
             cycle = self.cycle
             if not cycle.body:  # the application has taken everything before this chunk
-                cycle.body = b""  # type: ignore[assignment]  (bytes, where uvicorn has bytearray())
+                cycle.body = b""  # type: ignore[assignment]  # bytes, where uvicorn has bytearray()
             super().on_body(body)
 
 
