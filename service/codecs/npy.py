@@ -9,9 +9,13 @@ from typing import TypeGuard
 
 import numpy as np
 
-from ..errors import InvalidInput, Loc, MalformedRequest, TooLarge
+from ..arrays import check_shape, short
+from ..errors import InvalidInput, Loc, MalformedRequest
 
 MAGIC = b"\x93NUMPY"
+# A header is a short dict literal (np.save pads it to 64 bytes); numpy itself reads at most 10000
+# bytes of one unless told the file is trusted. Never hand ast more than this.
+MAX_HEADER_BYTES = 64 * 1024
 # numpy kind + itemsize -> our dtype name; bfloat16 has no numpy dtype, so no .npy form.
 NPY_DTYPES = {
     ("f", 2): "float16", ("f", 4): "float32", ("f", 8): "float64",
@@ -29,9 +33,8 @@ def read_npy(buf: bytes | bytearray, loc: Loc, max_elements: int) -> tuple[np.nd
     if "descr" not in header or not isinstance(fortran, bool) or not _is_shape(shape):
         raise MalformedRequest.at(loc, "malformed .npy header: expected 'descr', 'fortran_order' and 'shape'")
     dtype, name = _dtype(header["descr"], loc)
+    check_shape(shape, loc, max_elements)  # before numpy sees the shape
     count = math.prod(shape)
-    if count > max_elements:
-        raise TooLarge.at(loc, f"tensor has {count} elements; the limit is {max_elements}")
     need = count * dtype.itemsize
     have = len(buf) - offset
     if have != need:
@@ -56,12 +59,15 @@ def _header(buf: bytes | bytearray, loc: Loc) -> tuple[dict, int]:
         (size,), start = struct.unpack("<I", buf[8:12]), 12
     else:
         raise MalformedRequest.at(loc, f"malformed .npy: unsupported format version {major}")
+    if size > MAX_HEADER_BYTES:
+        raise MalformedRequest.at(loc, f"malformed .npy: header of {size} bytes; the limit is {MAX_HEADER_BYTES}")
     if len(buf) < start + size:
         raise MalformedRequest.at(loc, "malformed .npy: truncated header")
     try:
         text = buf[start : start + size].decode("utf8" if major == 3 else "latin1")
         header = ast.literal_eval(text)  # literals only: never unpickles or evaluates code
-    except (ValueError, SyntaxError, UnicodeDecodeError, MemoryError, RecursionError):
+    except (ValueError, TypeError, SyntaxError, UnicodeDecodeError, MemoryError, RecursionError):
+        # TypeError: a dict or set literal with an unhashable key, {[1]: 2}
         raise MalformedRequest.at(loc, "malformed .npy header") from None
     if not isinstance(header, dict):
         raise MalformedRequest.at(loc, "malformed .npy header")
@@ -71,14 +77,16 @@ def _header(buf: bytes | bytearray, loc: Loc) -> tuple[dict, int]:
 def _dtype(descr: object, loc: Loc) -> tuple[np.dtype, str]:
     supported = ", ".join(NPY_DTYPES.values())
     if not isinstance(descr, str):
-        raise InvalidInput.at(loc, f"unsupported .npy dtype {descr!r} (structured); expected one of {supported}")
+        raise InvalidInput.at(
+            loc, f"unsupported .npy dtype {short(descr, 80)} (structured); expected one of {supported}"
+        )
     try:
         dtype = np.dtype(descr)
-    except (TypeError, ValueError):
-        raise MalformedRequest.at(loc, f"malformed .npy: unknown dtype {descr!r}") from None
+    except (TypeError, ValueError, SyntaxError):  # SyntaxError: numpy parses '01' or ',' as a comma-string
+        raise MalformedRequest.at(loc, f"malformed .npy: unknown dtype {short(descr, 80)}") from None
     name = NPY_DTYPES.get((dtype.kind, dtype.itemsize))
     if name is None or dtype.fields is not None or dtype.subdtype is not None:
-        raise InvalidInput.at(loc, f"unsupported .npy dtype {descr!r}; expected one of {supported}")
+        raise InvalidInput.at(loc, f"unsupported .npy dtype {short(descr, 80)}; expected one of {supported}")
     return dtype, name
 
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import pybase64
 
-from ..arrays import first_value, fmt_shape, overflows, position
-from ..errors import InvalidInput, Loc, MalformedRequest, TooLarge
+from ..arrays import MAX_DIMS, check_range, check_shape, first_value, fmt_shape, overflows, position, short
+from ..errors import InvalidInput, Loc, MalformedRequest
 from .npy import read_npy
 
 # dtype name -> numpy storage (bfloat16 is held as float32 until it becomes a torch tensor)
@@ -57,15 +57,30 @@ def decode_tensor(value: object, loc: Loc, max_elements: int) -> Decoded:
 
 
 def _nested(value: list | np.ndarray, loc: Loc, max_elements: int) -> np.ndarray:
+    if isinstance(value, list):  # (an ndarray, from codecs.numeric, is at most 32 deep: checked below)
+        depth = _depth(value)
+        if depth > MAX_DIMS:  # before numpy, which refuses over 64 as if the array were ragged
+            raise InvalidInput.at(loc, f"expected at most {MAX_DIMS} dimensions; got {depth}")
     try:
         arr = np.asarray(value)
     except (ValueError, TypeError):
         raise InvalidInput.at(loc, "expected a rectangular nested array of numbers; got a ragged one") from None
     if arr.dtype.kind not in "biuf":
         raise InvalidInput.at(loc, "expected numbers; got " + ("null" if arr.dtype.kind == "O" else "strings"))
-    if arr.size > max_elements:
-        raise TooLarge.at(loc, f"tensor has {arr.size} elements; the limit is {max_elements}")
+    check_shape(arr.shape, loc, max_elements)
     return arr
+
+
+def _depth(value: list) -> int:
+    """How deep a nested list is, along its first elements (bounded by orjson's nesting limit)."""
+    depth = 0
+    node: object = value
+    while isinstance(node, list):
+        depth += 1
+        if not node:
+            break
+        node = node[0]
+    return depth
 
 
 def _npy_form(value: dict, loc: Loc, max_elements: int) -> Decoded:
@@ -84,17 +99,15 @@ def _npy_form(value: dict, loc: Loc, max_elements: int) -> Decoded:
 def _data_form(value: dict, loc: Loc, max_elements: int) -> Decoded:
     _only(value, {"data", "shape", "dtype"}, loc)
     name = value.get("dtype")
-    if name is not None and name not in DTYPES:
-        raise InvalidInput.at((*loc, "dtype"), f"unknown dtype {name!r}; expected one of {', '.join(DTYPES)}")
+    if name is not None and not (isinstance(name, str) and name in DTYPES):  # a list or dict is unhashable
+        raise InvalidInput.at((*loc, "dtype"), f"unknown dtype {short(name)}; expected one of {', '.join(DTYPES)}")
     shape = value.get("shape")
     if shape is not None:
         if not isinstance(shape, list) or not all(
             isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
         ):
             raise InvalidInput.at((*loc, "shape"), "expected a list of non-negative integers")
-        count = math.prod(shape)
-        if count > max_elements:  # before a single element is read
-            raise TooLarge.at(loc, f"tensor has {count} elements; the limit is {max_elements}")
+        check_shape(shape, loc, max_elements, (*loc, "shape"))  # before a single element is read
     data = value["data"]
     if not isinstance(data, (list, np.ndarray)):
         raise InvalidInput.at((*loc, "data"), "expected an array of numbers")
@@ -135,16 +148,7 @@ def _cast(arr: np.ndarray, name: str, loc: Loc) -> np.ndarray:
                     (*loc, "data"),
                     f"expected {name} values; got {first_value(arr, bad)} at position {position(arr, bad)}",
                 )
-        if target.kind == "b":
-            bad = (arr != 0) & (arr != 1)
-        else:
-            info = np.iinfo(target)
-            bad = (arr < info.min) | (arr > info.max)
-        if bad.any():
-            raise InvalidInput.at(
-                (*loc, "data"),
-                f"value {first_value(arr, bad)} out of range for {name} at position {position(arr, bad)}",
-            )
+        check_range(arr, name, (*loc, "data"))
     return arr.astype(target, copy=False)
 
 

@@ -15,7 +15,7 @@ import torch
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from ..arrays import first_value, fmt_shape, overflows, position
+from ..arrays import check_range, first_value, fmt_shape, overflows, position
 from ..codecs.tensors import FLOAT_DTYPES, Decoded
 from ..errors import ErrorItem, InvalidInput, collect, pydantic_message
 from .base import Checked, Loss, Params
@@ -218,8 +218,9 @@ def _convert(role: str, t: Decoded, kind: str, dtype: str) -> np.ndarray:
             raise InvalidInput.at(
                 loc, f"expected integers; got {first_value(arr, bad)} at position {position(arr, bad)}"
             )
-        if np.abs(arr).max(initial=0) > 2**53:
-            raise InvalidInput.at(loc, "integer values beyond 2^53 cannot be given as floats")
+    # the values int64 cannot hold (uint64 from JSON integers of 2**63 up would wrap: 2**64-1 to -1),
+    # and floats beyond 2**53 (not exact: JSON's integers beyond 64 bits come as floats)
+    check_range(arr, "int64", loc)
     return arr.astype(np.int64, copy=False)
 
 
