@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> None:
         log_config=None,
         timeout_keep_alive=settings.timeout_keep_alive_s,
         # uvicorn annotates an int but only hands it to asyncio.timeout, which takes any seconds
-        timeout_graceful_shutdown=settings.engine.request_timeout_s,  # type: ignore[arg-type]
+        # uvicorn's annotation says int; it passes the value to asyncio.timeout, which takes a float
+        timeout_graceful_shutdown=settings.drain_timeout_s or settings.engine.request_timeout_s,  # type: ignore[arg-type]
         proxy_headers=True,
     )
     if config.workers > 1:

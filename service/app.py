@@ -55,6 +55,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # The service exports Prometheus metrics and JSON logs of its own; FastAPI's built-in
         # OpenTelemetry hooks would only add per-request checks for providers nobody configured.
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
+        # /v1/evaluate/ is a 404 that names /v1/evaluate, not an empty 307 (which most clients
+        # follow by dropping a POST's body).
+        redirect_slashes=False,
     )
     app.state.settings = settings
     app.state.access_log = AccessLog(enabled=settings.access_log)
@@ -86,6 +89,7 @@ class LossService(FastAPI):
         app: ASGIApp = Gateway(
             partial(FastAPI.__call__, self), access_log=self.state.access_log,
             max_body_bytes=s.limits.max_body_bytes, read_timeout_s=s.limits.read_timeout_s,
+            body_timeout_s=s.engine.request_timeout_s, budget=_EngineBudget(self),
             api_keys=s.auth.api_keys, direct={(hot.METHOD, hot.PATH): hot},
         )  # fmt: skip
         if s.cors_origins:  # outermost: errors such as 401 carry CORS headers too
@@ -95,6 +99,21 @@ class LossService(FastAPI):
                 expose_headers=["X-Request-ID", "Retry-After"],
             )  # fmt: skip
         return app
+
+
+class _EngineBudget:
+    """The engine's in-flight budget, for the Gateway (built before the lifespan makes the engine)."""
+
+    __slots__ = ("_app",)
+
+    def __init__(self, app: FastAPI) -> None:
+        self._app = app
+
+    def take(self, nbytes: int) -> None:
+        self._app.state.engine.take(nbytes)
+
+    def release(self, nbytes: int) -> None:
+        self._app.state.engine.release(nbytes)
 
 
 def _openapi(app: FastAPI) -> dict:

@@ -29,7 +29,9 @@ class EngineSettings(BaseModel):
     max_queue_delay_ms: float = Field(1.0, ge=0, description="how long a batch waits for company")
     queue_capacity: int = Field(1024, ge=1, description="requests waiting for the worker before 429")
     inflight_bytes: int = Field(2048 * MiB, ge=1, description="decoded tensor bytes in flight before 429")
-    request_timeout_s: float = Field(60.0, gt=0, description="deadline from arrival to answer (504)")
+    request_timeout_s: float = Field(
+        60.0, gt=0, description="deadline from arrival to answer (504); the body must arrive within it (400)"
+    )
 
 
 class LimitSettings(BaseModel):
@@ -38,6 +40,11 @@ class LimitSettings(BaseModel):
     max_body_bytes: int = Field(256 * MiB, ge=1, description="request body size (413)")
     max_elements: int = Field(2**28, ge=1, description="elements in one tensor (413)")
     read_timeout_s: float = Field(30.0, gt=0, description="longest wait for the next chunk of a body")
+    header_timeout_s: float = Field(
+        10.0, gt=0, description="longest time a request's headers may take; the connection is closed after it"
+    )
+    max_url_bytes: int = Field(8192, ge=256, description="longest request target (path and query): 414")
+    max_header_bytes: int = Field(65536, ge=1024, description="most bytes of request headers, all together: 431")
 
 
 class AuthSettings(BaseModel):
@@ -64,6 +71,12 @@ class Settings(BaseSettings):
         default_factory=list, description="comma-separated origins allowed by CORS; empty: CORS off"
     )
     timeout_keep_alive_s: int = Field(5, ge=1, description="idle keep-alive connections are closed after this")
+    drain_timeout_s: float | None = Field(
+        None,
+        gt=0,
+        description="after SIGTERM, how long requests in progress may take before they get 503 "
+        "(default: the engine's request_timeout_s)",
+    )
     engine: EngineSettings = Field(default_factory=EngineSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)

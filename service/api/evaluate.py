@@ -18,7 +18,6 @@ from ..config import Settings
 from ..engine.compute import Outcome
 from ..engine.worker import Engine, Ticket
 from ..errors import ServiceError, UnknownLoss
-from ..headers import content_length
 from ..losses.prepare import Job, prepare
 from ..losses.registry import Registry
 from ..schemas.evaluate import EvaluateRequest, EvaluateResponse
@@ -68,36 +67,80 @@ async def answer(request: Request) -> list[bytes]:
     settings: Settings = state.settings
     engine: Engine = state.engine
     deadline = time.perf_counter() + settings.engine.request_timeout_s
-    reserved = content_length(request.scope)
-    engine.reserve(reserved)
+    engine.reserve(0)  # 503 at once when the worker is not running
+    held = Held(engine)  # what the request needs beyond its body (which the Gateway counts)
     try:
         engine.arriving += 1
         try:
-            job, encoding = await _decode(request, settings, state.registry)
+            job, encoding = await _decode(request, settings, state.registry, held)
         finally:
             engine.arriving -= 1
-        working = job.nbytes * (2 if job.grad_roles else 1)  # the tensors, and their gradients
-        engine.reserve(working)
-        reserved += working
+        held.set(_working_bytes(job, encoding))
         outcome, ticket = await engine.submit(job, deadline)
         out_bytes = job.nbytes if (job.grad_roles or job.return_elementwise) else 0
         return await _sized(out_bytes, _payload, job, outcome, ticket, str(engine.device), encoding)
     finally:
-        engine.release(reserved)
+        held.set(0)
 
 
-async def _decode(request: Request, settings: Settings, registry: Registry) -> tuple[Job, str]:
+class Held:
+    """A request's share of the in-flight budget beyond its body, set for each stage to a bound on
+    what that stage holds: raised (429 when the budget is full) or lowered as the request goes."""
+
+    __slots__ = ("engine", "nbytes")
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.nbytes = 0
+
+    def set(self, nbytes: int) -> None:
+        if nbytes > self.nbytes:
+            self.engine.take(nbytes - self.nbytes)
+        elif nbytes < self.nbytes:
+            self.engine.release(self.nbytes - nbytes)
+        self.nbytes = nbytes
+
+
+async def _decode(request: Request, settings: Settings, registry: Registry, held: Held) -> tuple[Job, str]:
     _, raw = await read_body(request)
     if raw is not None:  # JSON (a multipart body comes as None: its parser streams it below)
         size = len(raw)
+        held.set(await _sized(size, _parsing_bytes, raw))
         body = Body(await _sized(size, parse_json, raw))
         del raw  # the parsed form is all that is needed from here on
     else:
         body = await read_multipart(request)
         size = sum(len(v) for v in body.files.values())
     request.scope["state"]["loss"] = _loss_label(registry, body.request)
-    job = await _sized(size, _job, body, settings.limits.max_elements, registry)
-    return job, body.request.response_encoding
+    tensors = await _sized(size, _tensors, body, settings.limits.max_elements)
+    held.set(held.nbytes + 8 * sum(t.array.size for t in tensors.values()))  # prepare's conversions
+    spec, req = body.request.loss, body.request
+    job = await _sized(
+        size, prepare, registry, spec.name, spec.params, spec.reduction, tensors, req.return_grad,
+        req.return_elementwise,
+    )  # fmt: skip
+    return job, req.response_encoding
+
+
+def _parsing_bytes(raw: bytes | bytearray) -> int:
+    """A bound on what parsing a JSON body holds besides the body: each number becomes at most
+    8 bytes (numbers are parsed into float64 or int64), and a base64 string 3/4 of its length.
+    A number takes at least two characters with its separator; a large body's numbers are
+    counted by their separators (every number but an array's last is followed by a comma)."""
+    if len(raw) <= INLINE_BYTES:
+        return 8 * (len(raw) // 2 + 1) + len(raw) * 3 // 4
+    return 8 * (raw.count(b",") + raw.count(b"[") + 1) + len(raw) * 3 // 4
+
+
+def _working_bytes(job: Job, encoding: str) -> int:
+    """A bound on what a checked request holds until it is answered: its tensors, their
+    gradients and elementwise values, and the response's text (JSON numbers of up to 24
+    characters, or base64 .npy at 4/3 of the bytes)."""
+    grads = sum(job.arrays[r].size for r in job.grad_roles)
+    out = grads + (max(a.size for a in job.arrays.values()) if job.return_elementwise else 0)
+    itemsize = 2 if job.dtype in ("float16", "bfloat16") else (4 if job.dtype == "float32" else 8)
+    text = out * 24 if encoding == "json" else out * itemsize * 4 // 3 + 1024
+    return job.nbytes + out * itemsize + text
 
 
 async def _sized(size: int, fn, *args):
@@ -114,7 +157,7 @@ def _loss_label(registry: Registry, req: EvaluateRequest) -> str:
         return "unknown"
 
 
-def _job(body: Body, max_elements: int, registry: Registry) -> Job:
+def _tensors(body: Body, max_elements: int) -> dict[str, Decoded]:
     req = body.request
     tensors: dict[str, Decoded] = {}
     for role in list(req.inputs):  # each parsed (nested) form is freed as soon as it is decoded
@@ -122,8 +165,7 @@ def _job(body: Body, max_elements: int, registry: Registry) -> Job:
     for role, raw in body.files.items():
         arr, dtype = read_npy(raw, ("inputs", role), max_elements)
         tensors[role] = Decoded(arr, dtype)
-    spec = req.loss
-    return prepare(registry, spec.name, spec.params, spec.reduction, tensors, req.return_grad, req.return_elementwise)
+    return tensors
 
 
 def _payload(job: Job, outcome: Outcome, ticket: Ticket, device: str, encoding: str) -> list[bytes]:

@@ -53,13 +53,30 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
-    status = exc.status_code  # type: ignore[attr-defined]
+    assert isinstance(exc, StarletteHTTPException)
+    status = exc.status_code
     cls = _BY_STATUS.get(status)
-    if cls is not None:
-        return problem_response(cls(f"{request.method} {request.url.path}: {cls.title.lower()}"))
-    error = ServiceError(str(exc.detail))  # type: ignore[attr-defined]
-    error.status, error.title = status, str(exc.detail)  # type: ignore[attr-defined]
-    return problem_response(error)
+    if cls is None:
+        error = ServiceError(str(exc.detail))
+        error.status, error.title = status, str(exc.detail)
+        return problem_response(error)
+    method = request.scope["state"].get("method", request.method)  # HEAD is routed as GET
+    path = request.url.path
+    detail = f"{method} {path}: {cls.title.lower()}"
+    headers = dict(exc.headers or {})
+    if "Allow" in headers:  # GET routes answer HEAD too (the Gateway routes it as GET)
+        allowed = headers["Allow"].split(", ")
+        headers["Allow"] = ", ".join([*allowed, "HEAD"] if "GET" in allowed else allowed)
+        detail += f"; allowed: {headers['Allow']}"
+    elif status == 404 and path.endswith("/") and _has_route(request, path.rstrip("/")):
+        detail += f"; did you mean {path.rstrip('/')}?"
+    response = problem_response(cls(detail))
+    response.headers.update(headers)
+    return response
+
+
+def _has_route(request: Request, path: str) -> bool:
+    return any(getattr(route, "path", None) == path for route in request.app.routes)
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .. import timeouts
+from .. import memory, timeouts
 from ..config import EngineSettings
 from ..errors import (
     ComputeFailed,
@@ -33,6 +33,7 @@ from .device import probe
 
 log = logging.getLogger("service.engine")
 _SOLO = object()  # the group key of a ticket that runs alone
+TRIM_AFTER_BYTES = 64 * 2**20  # in flight at once, before the allocator's free memory is handed back
 
 
 @dataclass(eq=False, slots=True)
@@ -93,6 +94,7 @@ class Engine:
         self._stopping = False
         self.alive = False
         self.inflight_bytes = 0
+        self._high = 0  # the most in flight since memory was last handed back
         self.arriving = 0  # requests admitted and still decoding: a reason to wait for company
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -122,16 +124,32 @@ class Engine:
 
     # --- admission (event loop thread) -----------------------------------------------------
     def reserve(self, nbytes: int) -> None:
-        """Count ``nbytes`` against the in-flight budget, or refuse with 429."""
+        """Count ``nbytes`` against the in-flight budget for a new request: 503 when the worker
+        is not running, 429 when the budget is full."""
         if not self.ready:
             raise NotReady("the compute worker is not running")
+        self.take(nbytes)
+
+    def take(self, nbytes: int) -> None:
+        """Count ``nbytes`` against the in-flight budget, or refuse with 429. (Body bytes, as they
+        arrive: a request admitted before a shutdown may finish its body while draining.)"""
         if self.inflight_bytes + nbytes > self.settings.inflight_bytes:
             metrics.REJECTIONS.labels("inflight_bytes").inc()
             raise Overloaded("the in-flight byte budget is full; retry later")
         self.inflight_bytes += nbytes
+        if self.inflight_bytes > self._high:
+            self._high = self.inflight_bytes
 
     def release(self, nbytes: int) -> None:
+        """Give ``nbytes`` back; once nothing is in flight after a large burst, hand the freed
+        memory back to the system (off the event loop)."""
         self.inflight_bytes -= nbytes
+        if self.inflight_bytes == 0 and self._high >= TRIM_AFTER_BYTES:
+            self._high = 0
+            try:
+                asyncio.get_running_loop().run_in_executor(None, memory.trim)
+            except RuntimeError:  # not on an event loop (a direct caller): trim here
+                memory.trim()
 
     async def submit(self, job: Job, deadline: float) -> tuple[Outcome, Ticket]:
         loop = asyncio.get_running_loop()

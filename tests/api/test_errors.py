@@ -250,7 +250,9 @@ def test_404_unknown_route(client):
 
 
 def test_405_wrong_method(client):
-    expect(client.get("/v1/evaluate"), 405, "GET /v1/evaluate: method not allowed", [], "method-not-allowed")
+    response = client.get("/v1/evaluate")
+    expect(response, 405, "GET /v1/evaluate: method not allowed; allowed: POST", [], "method-not-allowed")
+    assert response.headers["allow"] == "POST"
 
 
 # -- 413 ---------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """service.protocol: body chunks reach the application as the HTTP parser made them, uncopied,
-complete and in order, on a real uvicorn server over a real socket."""
+complete and in order, on a real uvicorn server over a real socket. (Its limits on request heads:
+tests/api/test_slow_clients.py.)"""
 
 from __future__ import annotations
 
@@ -119,11 +120,11 @@ def test_python_m_service_runs_uvicorn_with_it(monkeypatch):
 
 
 def test_installed_uvicorn_has_the_lines_it_relies_on():
-    assert protocol.choose() == protocol.OURS
+    assert protocol.keeps_chunks() is protocol.KEEPS_CHUNKS is True
 
 
 def test_another_uvicorn_gets_its_own_protocol():
-    """Where uvicorn's code differs from what the tweak relies on, uvicorn's own choice stands."""
+    """Where uvicorn's code differs from what the tweak relies on, uvicorn's own chunk handling stands."""
 
     def on_body(self, body):  # e.g. a uvicorn that appends with extend()
         self.cycle.body.extend(body)
@@ -132,6 +133,6 @@ def test_another_uvicorn_gets_its_own_protocol():
         return {"type": "http.request", "body": self.body, "more_body": self.more_body}
 
     functions = {"on_body": on_body, "receive": httptools_impl.RequestResponseCycle.receive}
-    assert protocol.choose(functions) == "auto"
-    assert protocol.choose({"on_body": httptools_impl.HttpToolsProtocol.on_body, "receive": receive}) == "auto"
-    assert protocol.choose({"on_body": len, "receive": len}) == "auto"  # no source at all
+    assert protocol.keeps_chunks(functions) is False
+    assert protocol.keeps_chunks({"on_body": httptools_impl.HttpToolsProtocol.on_body, "receive": receive}) is False
+    assert protocol.keeps_chunks({"on_body": len, "receive": len}) is False  # no source at all

@@ -150,7 +150,7 @@ def test_unknown_route_is_problem_json(client):
 
 def test_wrong_method_is_problem_json(client):
     body = problem(client.get("/v1/evaluate"), 405)
-    assert body["detail"] == "GET /v1/evaluate: method not allowed"
+    assert body["detail"] == "GET /v1/evaluate: method not allowed; allowed: POST"
 
 
 def test_access_log_can_be_switched_off():
