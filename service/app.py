@@ -150,8 +150,10 @@ def _drain_on_sigterm(app: FastAPI):
 
 def create_app_from_env() -> FastAPI:
     """uvicorn factory: settings from the environment (what ``python -m service`` runs)."""
+    from . import memory
     from .observability.logging import configure
 
     settings = Settings()
     configure(settings.log_level)
+    memory.configure()
     return create_app(settings)
