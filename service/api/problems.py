@@ -76,7 +76,8 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 def _has_route(request: Request, path: str) -> bool:
-    return any(getattr(route, "path", None) == path for route in request.app.routes)
+    """Whether ``path`` is one of the API's routes (those of its OpenAPI document)."""
+    return path in request.app.openapi().get("paths", {})
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
