@@ -16,6 +16,7 @@ import torch
 from ..losses.prepare import Job
 
 _CPU = torch.device("cpu")
+_HALF = (torch.float16, torch.bfloat16)  # reduced in float32 (_reduce_half)
 
 
 @dataclass
@@ -76,7 +77,9 @@ def run_group(jobs: list[Job], device: torch.device) -> list[Outcome]:
         for leaf in leaves:
             leaf.requires_grad_(True)
         el = head.loss.forward(inputs, head.params)
-        if len(jobs) > 1 and head.loss.mean_weights is not None:
+        if el.dtype in _HALF and head.loss.mean_weights is not None:
+            totals = _reduce_half(el, inputs, jobs, sizes)
+        elif len(jobs) > 1 and head.loss.mean_weights is not None:
             totals = _reduce_together(el, inputs, jobs, sizes)
         else:
             totals = _reduce_each(el, inputs, jobs, sizes)
@@ -123,6 +126,35 @@ def _reduce_together(el, inputs, jobs, sizes) -> torch.Tensor:
     means = torch.tensor(wants_mean, device=el.device)
     # divide only where the mean is wanted, so that a zero count elsewhere puts no NaN in a gradient
     return torch.where(means, sums / torch.where(means, counts, torch.ones_like(counts)), sums)
+
+
+def _reduce_half(el, inputs, jobs, sizes) -> torch.Tensor:
+    """float16/bfloat16, for a loss with ``mean_weights``: each request's value as PyTorch's own
+    ``sum`` and ``mean`` give it for that request alone: one float32 sum of its values, divided (for
+    mean) by its element count or the float32 sum of its weights, rounded to the dtype once.
+    (Summed in the dtype, a sum overflows or drops low bits, depending on what else is in the batch.)
+
+    Each request's values are summed as a tensor of their own, which is the order PyTorch sums
+    them in: row sums added up are in another order, and now and then round to another value. The
+    gradient is autograd's for that mean: 1/count in float32, cast to the dtype, as PyTorch's
+    ``mean`` gives it. A few tensor operations per request, where ``_reduce_together`` takes a few
+    per group: the float32 and float64 paths do not come here."""
+    head = jobs[0]
+    wants_mean = any(j.reduction == "mean" for j in jobs)
+    weights = head.loss.mean_weights(el, inputs, head.params) if wants_mean else None
+    totals, offset = [], 0
+    for job, n in zip(jobs, sizes, strict=True):
+        own = el if n is None else el.narrow(0, offset, n)
+        total = own.sum(dtype=torch.float32)
+        if job.reduction == "mean":
+            if weights is None:
+                total = total / own.numel()
+            else:
+                own_weights = weights if n is None else weights.narrow(0, offset, n)
+                total = total / own_weights.sum(dtype=torch.float32)
+        totals.append(total)
+        offset += n or 0
+    return torch.stack(totals).to(el.dtype)
 
 
 def _row_sums(t: torch.Tensor) -> torch.Tensor:
