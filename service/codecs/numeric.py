@@ -46,6 +46,7 @@ MIN_SPAN = 256 * 1024  # arrays written in fewer bytes are left to orjson
 PIECE = 1 << 20  # bytes of JSON text parsed at once
 MAX_STEPS = 10_000  # strings and arrays looked at before the plain parse is judged as good
 MAX_DEPTH = 32  # numpy's limit is 64 dimensions; deeper candidates are left to orjson
+ROW_CACHED = 1 << 14  # values of a row whose structure is cached (a few tens of KB at most, 64 rows)
 
 _MARK = "\x00loss-service-array:"  # a JSON string no client can send: the placeholder's prefix
 _MARK_JSON = b'"\\u0000loss-service-array:'
@@ -230,7 +231,8 @@ def _fast_piece(parser: simdjson.Parser, text: bytes, depth: int) -> np.ndarray 
 def _structure(rows: int, *inner: int) -> bytes:
     """The brackets and commas of a rectangular array of numbers of shape ``(rows, *inner)``,
     with no dimension 0."""
-    row = _row_structure(inner)
+    # a small row's structure is cached; a large one (the cache is keyed by the client's shapes) is made again
+    row = _row_structure(inner) if math.prod(inner) <= ROW_CACHED else _structure(*inner)
     return b"[" + (row + b",") * (rows - 1) + row + b"]"  # repeated bytes: a join of rows is slower
 
 

@@ -6,18 +6,23 @@ Everything a client can get wrong is found here, before torch is called.
 from __future__ import annotations
 
 import difflib
+import functools
+import reprlib
+import threading
+import types
+from collections.abc import Hashable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, Union, get_args, get_origin
 
 import numpy as np
 import orjson
 import torch
-from pydantic import ValidationError
+from pydantic import Field, ValidationError, create_model
 from pydantic_core import ErrorDetails
 
 from ..arrays import check_range, first_value, fmt_shape, overflows, position
 from ..codecs.tensors import FLOAT_DTYPES, Decoded
-from ..errors import ErrorItem, InvalidInput, collect, pydantic_message
+from ..errors import ECHO_CHARS, MAX_ERRORS, ErrorItem, InvalidInput, clip, collect, pydantic_message, unknown_keys
 from .base import Checked, Loss, Params
 from .contract import FLOAT, Binding, check_shapes
 from .registry import Registry
@@ -87,13 +92,66 @@ class Plan:
     memo: dict = field(default_factory=dict, compare=False)  # what the engine derives from it (group key)
 
 
-_PLANS: dict[tuple, Plan] = {}
+class PlanCache(dict):
+    """The plans, by what decides them: a dict (a hit is one ``get``) whose entries are kept within
+    ``max_bytes`` (each entry's bytes as ``put`` is told them) and ``max_entries``, the oldest
+    dropped first. Its keys hold the client's params, so its size must not be the client's choice."""
+
+    def __init__(self, max_bytes: int, max_entries: int) -> None:
+        super().__init__()
+        self.max_bytes, self.max_entries = max_bytes, max_entries
+        self.nbytes = 0
+        self._sizes: dict[Hashable, int] = {}
+        self._lock = threading.Lock()  # plans are made on the event loop and in the thread pool
+
+    def put(self, key: Hashable, value: Plan, nbytes: int) -> None:
+        if nbytes > self.max_bytes // 4:  # a plan this large is worked out again each time
+            return
+        with self._lock:
+            self._drop(key)
+            while self and (self.nbytes + nbytes > self.max_bytes or len(self) >= self.max_entries):
+                self._drop(next(iter(self)))
+            self[key] = value
+            self._sizes[key] = nbytes
+            self.nbytes += nbytes
+
+    def _drop(self, key: Hashable) -> None:
+        if self.pop(key, None) is not None:
+            self.nbytes -= self._sizes.pop(key)
+
+    def clear(self) -> None:
+        with self._lock:
+            super().clear()
+            self._sizes.clear()
+            self.nbytes = 0
+
+
+PLAN_BYTES = 32 << 20  # the plans' budget; a plan over a quarter of it is not kept (a list param of ~130k values)
 PLANS_KEPT = 1024
+_PLANS = PlanCache(PLAN_BYTES, PLANS_KEPT)
+
+
+def _plan_bytes(key: tuple, params: Params) -> int:
+    """About the memory a plan holds: its key (the params' JSON), each value of a list param (a float
+    object, its slot, and its text in the engine's group key), and a few kilobytes of the rest."""
+    values = 0
+    stack = list(params.__dict__.values())
+    while stack:
+        v = stack.pop()
+        if isinstance(v, (list, tuple)):
+            if v and isinstance(v[0], (list, tuple)):
+                stack.extend(v)
+            else:
+                values += len(v)
+    return 4096 + len(key[1]) + 64 * values
 
 
 def _plan(
     loss: Loss, raw_params: dict, reduction: str, tensors: dict[str, Decoded], return_grad: bool | list[str]
 ) -> Plan:
+    # more unknown names than are reported: no work per name (the length first: model_fields costs 1 us)
+    if len(raw_params) > MAX_ERRORS and len(raw_params) > len(fields := loss.params.model_fields) + MAX_ERRORS:
+        raise unknown_keys(raw_params, fields, ("loss", "params"), functools.partial(_unknown_param, loss))
     try:
         key = (
             id(loss), orjson.dumps(raw_params), reduction,
@@ -118,9 +176,7 @@ def _plan(
         grads = None
     plan = Plan(loss, params, binding, kinds, _compute_dtype(tensors, kinds), grads)
     if key is not None and grads is not None:
-        if len(_PLANS) >= PLANS_KEPT:
-            _PLANS.clear()  # many distinct shapes: start again rather than track recency per request
-        _PLANS[key] = plan
+        _PLANS.put(key, plan, _plan_bytes(key, params))
     return plan
 
 
@@ -137,35 +193,69 @@ def _reduction(loss: Loss, reduction: str) -> list[ErrorItem]:
 
 def parse_params(loss: Loss, raw: dict) -> tuple[Params | None, list[ErrorItem]]:
     try:
-        return loss.params.model_validate(raw), []
+        return _fail_fast(loss.params).model_validate(raw), []
     except ValidationError as exc:
         return None, [_param_error(loss, e) for e in exc.errors(include_url=False)]
+
+
+@functools.cache  # one per loss's params class: the catalog's, not the client's
+def _fail_fast(model: type[Params]) -> type[Params]:
+    """``model``, but each list param stops at its first wrong value: a list of a million strings is
+    one error, found at the first, where pydantic would make a million (seconds, and a huge answer)."""
+    fields: dict[str, Any] = {}
+    for name, info in model.model_fields.items():
+        annotation = _stop_at_first(info.annotation)
+        if annotation is not info.annotation:
+            fields[name] = (annotation, info)
+    if not fields:
+        return model
+    return create_model(model.__name__, __base__=model, __module__=model.__module__, **fields)
+
+
+def _stop_at_first(tp: Any) -> Any:
+    """``tp`` with each list, tuple or set in it (also inside a union) validated fail-fast."""
+    origin = get_origin(tp)
+    if origin in (list, tuple, set, frozenset):
+        return Annotated[tp, Field(fail_fast=True)]
+    if origin in (Union, types.UnionType):
+        args = get_args(tp)
+        new = tuple(_stop_at_first(a) for a in args)
+        return tp if all(a is b for a, b in zip(args, new, strict=True)) else Union[new]  # noqa: UP007
+    return tp
 
 
 def _param_error(loss: Loss, e: ErrorDetails) -> ErrorItem:
     loc = ("loss", "params", *e["loc"])
     if e["type"] == "extra_forbidden":
-        name = str(e["loc"][0])
-        known = list(loss.params.model_fields)
-        msg = f"unknown parameter {name!r} for {loss.name}"
-        close = difflib.get_close_matches(name, known, n=1)
-        if close:
-            msg += f"; did you mean {close[0]!r}?"
-        else:
-            msg += "; expected " + (", ".join(known) if known else "no parameters")
-        return ErrorItem(loc, msg)
+        return ErrorItem(loc, _unknown_param(loss, str(e["loc"][0])))
     return ErrorItem(loc, f"{pydantic_message(e)}; got {_short(e.get('input'))}")
 
 
+def _unknown_param(loss: Loss, name: str) -> str:
+    known = list(loss.params.model_fields)
+    msg = f"unknown parameter {clip(name)} for {loss.name}"
+    close = difflib.get_close_matches(name, known, n=1) if len(name) <= ECHO_CHARS else []
+    if close:
+        msg += f"; did you mean {close[0]!r}?"
+    else:
+        msg += "; expected " + (", ".join(known) if known else "no parameters")
+    return msg
+
+
+_REPR = reprlib.Repr()  # a bounded repr: no text of a 10 MB string or a long list is ever made
+_REPR.maxstring = _REPR.maxother = 40
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = 8
+
+
 def _short(value: object) -> str:
-    text = repr(value)
+    text = _REPR.repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _roles(loss: Loss, tensors: dict[str, Decoded]) -> list[ErrorItem]:
     names = [r.name for r in loss.roles]
     errors = [
-        ErrorItem(("inputs", k), f"unknown role {k!r} for {loss.name}; expected {', '.join(names)}")
+        ErrorItem(("inputs", k), f"unknown role {clip(k)} for {loss.name}; expected {', '.join(names)}")
         for k in tensors
         if k not in names
     ]
@@ -237,9 +327,9 @@ def _grad_roles(loss: Loss, wanted: bool | list[str], kinds: dict[str, str]) -> 
     for i, name in enumerate(wanted):
         if loss.role(name) is None:
             roles = ", ".join(r.name for r in loss.roles)
-            errors.append(ErrorItem(("return_grad", i), f"unknown role {name!r} for {loss.name}; expected {roles}"))
+            errors.append(ErrorItem(("return_grad", i), f"unknown role {clip(name)} for {loss.name}; expected {roles}"))
         elif name not in kinds:
-            errors.append(ErrorItem(("return_grad", i), f"role {name!r} was not given"))
+            errors.append(ErrorItem(("return_grad", i), f"role {clip(name)} was not given"))
         elif not ok(name):
             errors.append(ErrorItem(("return_grad", i), f"role {name!r} of {loss.name} is not differentiable"))
     collect(errors)

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import difflib
-import functools
 import re
 from collections.abc import Iterable
 
-from ..errors import Loc, UnknownLoss
+from ..errors import ECHO_CHARS, Loc, UnknownLoss, clip
 from .base import Loss
 
+SUGGEST_CUTOFF = 0.6  # the least difflib ratio of a suggested name
 
-@functools.lru_cache(maxsize=4096)
+
 def normalize(name: str) -> str:
     """``CrossEntropyLoss``, ``cross_entropy`` and ``crossentropyloss`` all become ``crossentropy``."""
     key = re.sub(r"[\s_\-]", "", name).lower()
@@ -21,7 +21,8 @@ def normalize(name: str) -> str:
 class Registry:
     def __init__(self, losses: Iterable[Loss]) -> None:
         self.losses: dict[str, Loss] = {}
-        self._index: dict[str, str] = {}
+        self._index: dict[str, str] = {}  # normalized alias -> name
+        self._spelled: dict[str, str] = {}  # each alias as declared -> name: most lookups end here
         for loss in losses:
             if loss.name in self.losses:
                 raise ValueError(f"duplicate loss {loss.name!r}")
@@ -30,6 +31,10 @@ class Registry:
                 key = normalize(alias)
                 if self._index.setdefault(key, loss.name) != loss.name:
                     raise ValueError(f"alias {alias!r} of {loss.name!r} is taken")
+                self._spelled[alias] = loss.name
+        # A name is short: a longer one is unknown at once, neither normalized nor compared (no
+        # work, and no cache, that grows with a client's text).
+        self.max_name = max([ECHO_CHARS, *map(len, self._spelled)])
 
     def __iter__(self):
         return iter(self.losses.values())
@@ -38,24 +43,36 @@ class Registry:
         return len(self.losses)
 
     def get(self, name: str, loc: Loc = ("loss",)) -> Loss:
-        found = self._index.get(normalize(name))
+        found = self._spelled.get(name)
+        if found is None and len(name) <= self.max_name:
+            found = self._index.get(normalize(name))
         if found is not None:
             return self.losses[found]
         raise UnknownLoss.at(loc, self._unknown_message(name))
 
     def _unknown_message(self, name: str) -> str:
-        query = normalize(name)
-        scored = sorted(((difflib.SequenceMatcher(None, query, k).ratio(), k) for k in self._index), reverse=True)
-        best = scored[0][0] if scored else 0.0
-        # only names nearly as close as the closest one: 'cross_entropyy' suggests cross_entropy, not bce
-        keys = [k for score, k in scored if score >= max(0.6, best - 0.1)]
-        close = list(dict.fromkeys(self._index[k] for k in keys))[:3]
-        msg = f"unknown loss {name!r}"
+        msg = f"unknown loss {clip(name)}"
+        close = self._close(name) if len(name) <= self.max_name else []
         if close:
             msg += "; did you mean " + " or ".join(repr(c) for c in close) + "?"
         else:
             msg += "; see GET /v1/losses for the catalog"
         return msg
+
+    def _close(self, name: str) -> list[str]:
+        """Up to three names close to ``name`` (at most ``max_name`` characters: bounded work)."""
+        query = normalize(name)
+        matcher = difflib.SequenceMatcher(None, query)
+        scored = []
+        for key in self._index:
+            matcher.set_seq2(key)
+            if matcher.real_quick_ratio() >= SUGGEST_CUTOFF and matcher.quick_ratio() >= SUGGEST_CUTOFF:
+                scored.append((matcher.ratio(), key))
+        scored.sort(reverse=True)
+        best = scored[0][0] if scored else 0.0
+        # only names nearly as close as the closest one: 'cross_entropyy' suggests cross_entropy, not bce
+        keys = [k for score, k in scored if score >= max(SUGGEST_CUTOFF, best - 0.1)]
+        return list(dict.fromkeys(self._index[k] for k in keys))[:3]
 
 
 def default_registry() -> Registry:

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SkipValidation, StrictBool, field_validator, model_validator
 from pydantic.functional_validators import BeforeValidator
 from pydantic.json_schema import WithJsonSchema
 
 from ..codecs.tensors import DTYPES
+from ..errors import MAX_ERRORS, InvalidInput, Loc, clip, unknown_keys
 
 _DTYPE_ENUM = list(DTYPES)
 TENSOR_SCHEMA = {
@@ -40,6 +41,26 @@ TENSOR_SCHEMA = {
 }
 TensorIn = Annotated[Any, WithJsonSchema(TENSOR_SCHEMA)]
 Reduction = Literal["mean", "sum", "none", "batchmean"]
+MAX_ROLES = 64  # roles in inputs, names in return_grad: a loss has a few; more is refused before any work on them
+
+
+def _few_fields(model: type[BaseModel], data: dict, loc: Loc) -> None:
+    """An object with many unknown fields is refused naming the first few, before pydantic makes
+    (and we word) an error for each of them. (Called for more than MAX_ERRORS fields: model_fields
+    costs a microsecond.)"""
+    if len(data) > len(model.model_fields) + MAX_ERRORS:
+        raise unknown_keys(data, model.model_fields, loc, lambda k: f"unknown field {clip(k)}")
+
+
+def _a_dict(value: object) -> dict:
+    if not isinstance(value, dict):
+        raise ValueError("input should be a valid dictionary")  # pydantic's words
+    return value
+
+
+# The client's params object itself: pydantic would copy it key by key (half a second for a million
+# keys), and the loss's own params model checks every one of them (prepare.parse_params).
+ParamsIn = Annotated[dict[str, Any], SkipValidation, BeforeValidator(_a_dict)]
 
 
 def _name_to_spec(value: object) -> object:
@@ -54,7 +75,7 @@ class LossSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(description="canonical name or alias, e.g. cross_entropy or CrossEntropyLoss")
-    params: dict[str, Any] = Field(default_factory=dict, description="hyper-parameters; see the loss's params schema")
+    params: ParamsIn = Field(default_factory=dict, description="hyper-parameters; see the loss's params schema")
     reduction: Reduction = "mean"
 
 
@@ -71,9 +92,26 @@ class EvaluateRequest(BaseModel):
     ] = Field(False, description="true (every differentiable role), false, or a list of role names")
     response_encoding: Literal["json", "npy"] = "json"
 
+    @model_validator(mode="before")
+    @classmethod
+    def _bounded(cls, data: object) -> object:
+        """What no loss needs is refused before pydantic walks it: many unknown fields (here or in
+        the loss object), more roles than any loss has. (One validator: each costs a call.)"""
+        if isinstance(data, dict):  # (each test inline: this runs for every request)
+            if len(data) > MAX_ERRORS:
+                _few_fields(cls, data, ())
+            loss, inputs = data.get("loss"), data.get("inputs")
+            if isinstance(loss, dict) and len(loss) > MAX_ERRORS:
+                _few_fields(LossSpec, loss, ("loss",))
+            if isinstance(inputs, dict) and len(inputs) > MAX_ROLES:
+                raise InvalidInput.at(("inputs",), f"expected at most {MAX_ROLES} roles; got {len(inputs)}")
+        return data
+
     @field_validator("return_grad")
     @classmethod
     def _grad_roles(cls, value: object) -> bool | list[str]:
+        if isinstance(value, list) and len(value) > MAX_ROLES:
+            raise ValueError(f"expected at most {MAX_ROLES} role names; got {len(value)}")
         if isinstance(value, bool) or (isinstance(value, list) and all(isinstance(v, str) for v in value)):
             return value
         raise ValueError("expected true, false or a list of role names")
