@@ -79,14 +79,21 @@ def run_group(jobs: list[Job], device: torch.device) -> list[Outcome]:
         el = head.loss.forward(inputs, head.params)
         if el.dtype in _HALF and head.loss.mean_weights is not None:
             totals = _reduce_half(el, inputs, jobs, sizes)
-        elif len(jobs) > 1 and head.loss.mean_weights is not None:
-            totals = _reduce_together(el, inputs, jobs, sizes)
+        elif head.loss.mean_weights is not None and (len(jobs) > 1 or _batchable(head)):
+            totals = _reduce_together(el, inputs, jobs, sizes)  # alone too: the same arithmetic as in a group
         else:
             totals = _reduce_each(el, inputs, jobs, sizes)
         grads = torch.autograd.grad(totals.sum(), leaves) if leaves else []
     host_totals = _on(totals.detach(), _CPU).tolist()
     values = [None if j.reduction == "none" else v for j, v in zip(jobs, host_totals, strict=True)]
     return _outcomes(jobs, sizes, el, values, dict(zip(head.grad_roles, grads, strict=True)))
+
+
+def _batchable(job: Job) -> bool:
+    """Whether the job could share a compute call (its elementwise values have its rows first)."""
+    return job.loss.batchable(job.params, job.arrays) and all(
+        r.batch_dim is not None for r in job.loss.roles if r.name in job.arrays
+    )
 
 
 def _reduce_each(el, inputs, jobs, sizes) -> torch.Tensor:
@@ -104,9 +111,15 @@ def _reduce_each(el, inputs, jobs, sizes) -> torch.Tensor:
 def _reduce_together(el, inputs, jobs, sizes) -> torch.Tensor:
     """The same values as ``_reduce_each`` for a loss with ``mean_weights``, in a few tensor
     operations for the whole group: per request, sum(el) over its rows, divided (for mean) by
-    the sum of its weights over its rows (or its element count)."""
+    the sum of its weights over its rows (or its element count).
+
+    Used alone too, so that a request's value never depends on its batch-mates, to the last bit:
+    each row is summed on its own, and a request's row sums are added in row order (index_add),
+    which is the same arithmetic whichever rows come before and after."""
     head = jobs[0]
     k = len(jobs)
+    if sizes == [None]:  # alone
+        sizes = [batch_len(head)]
     owner = _on(torch.from_numpy(np.repeat(np.arange(k), sizes)), el.device)
     sums = el.new_zeros(k).index_add(0, owner, _row_sums(el))
     weights = head.loss.mean_weights(el, inputs, head.params)
