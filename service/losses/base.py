@@ -21,12 +21,17 @@ from .contract import Binding, Role
 
 Inputs = dict[str, Tensor]
 
-REFERENCES = {
+REFERENCES = {  # short keys for the usual references; any other text names its reference itself
     "pytorch": "PyTorch",
     "monai": "MONAI",
     "torchvision": "torchvision",
     "formula": "the formula in the summary",
 }
+
+
+def reference_text(reference: str) -> str:
+    """What the catalog says a loss follows: a library (and function), or a paper."""
+    return REFERENCES.get(reference, reference)
 
 
 class Params(BaseModel):
@@ -97,7 +102,7 @@ class Loss:
     name: str
     summary: str
     category: str
-    reference: str  # a key of REFERENCES
+    reference: str  # a key of REFERENCES, or the library function or paper itself
     roles: tuple[Role, ...]
     forward: Callable[[Inputs, Any], Tensor]
     elementwise_shape: str
@@ -114,8 +119,20 @@ class Loss:
     # batchable(params, arrays): False when a request's values would change if other requests' rows
     # were concatenated to its own (dice with batch=True, a weight that spans the batch dim).
     batchable: Callable[[Any, dict[str, np.ndarray]], bool] = field(default=lambda params, arrays: True)
+    # False for a loss whose value is not a mean of per-element terms (Lovasz over a whole batch,
+    # contrastive losses comparing every sample with every other): ``forward`` gives whatever its
+    # ``reduce`` needs, there are no elementwise values and no reduction "none", and a request is
+    # never batched with another.
+    decomposable: bool = True
 
     def __post_init__(self) -> None:
+        if not self.decomposable:
+            if "none" in self.reductions or self.mean_weights is not None:
+                raise ValueError(
+                    f"{self.name}: a loss that is not decomposable has no reduction 'none' or mean weights"
+                )
+            object.__setattr__(self, "batchable", _never)
+            return
         if self.mean_weights is not None:
             object.__setattr__(self, "reduce", reduce_by_weights(self.mean_weights))
         elif self.reduce is mean_or_sum:
@@ -123,3 +140,7 @@ class Loss:
 
     def role(self, name: str) -> Role | None:
         return next((r for r in self.roles if r.name == name), None)
+
+
+def _never(params: Any, arrays: dict[str, np.ndarray]) -> bool:
+    return False

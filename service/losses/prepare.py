@@ -67,6 +67,8 @@ def prepare(
     return_elementwise: bool,
 ) -> Job:
     loss = registry.get(name)
+    if return_elementwise and not loss.decomposable:
+        raise InvalidInput.at(("return_elementwise",), f"{loss.name} has no elementwise values: {_WHOLE}")
     plan = _plan(loss, raw_params, reduction, tensors, return_grad)
     arrays = {}
     for role, decoded in tensors.items():
@@ -180,13 +182,18 @@ def _plan(
     return plan
 
 
+_WHOLE = "it is not decomposable (its value reduces the whole request)"
+
+
 def _reduction(loss: Loss, reduction: str) -> list[ErrorItem]:
     if reduction in loss.reductions:
         return []
     accepted = ", ".join(loss.reductions)
+    why = f": {_WHOLE}" if reduction == "none" and not loss.decomposable else ""
     return [
         ErrorItem(
-            ("loss", "reduction"), f"{loss.name} does not accept reduction {reduction!r}; expected one of {accepted}"
+            ("loss", "reduction"),
+            f"{loss.name} does not accept reduction {reduction!r}{why}; expected one of {accepted}",
         )
     ]
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
-from ..losses.base import REFERENCES, Loss
+from ..losses.base import Loss, reference_text
 
 
 class RoleInfo(BaseModel):
@@ -23,7 +23,11 @@ class LossInfo(BaseModel):
     aliases: list[str]
     summary: str
     category: str
-    reference: str
+    reference: str = Field(description="the library (and function) or the paper the loss follows")
+    decomposable: bool = Field(
+        description="false: the value reduces the whole request (no elementwise values, no reduction none, "
+        "never batched with other requests)"
+    )
     roles: list[RoleInfo]
     params: dict[str, Any]
     reductions: list[str]
@@ -48,7 +52,8 @@ def loss_info(loss: Loss) -> LossInfo:
         aliases=list(loss.aliases),
         summary=loss.summary,
         category=loss.category,
-        reference=REFERENCES[loss.reference],
+        reference=reference_text(loss.reference),
+        decomposable=loss.decomposable,
         roles=roles,
         params=schema,
         reductions=list(loss.reductions),
