@@ -23,9 +23,7 @@ def table() -> str:
     ]
     for loss in ALL_LOSSES:
         info = loss_info(loss)
-        roles = ", ".join(
-            f"`{r.name}` {r.shape}" + ("" if r.differentiable else " (no gradient)") for r in info.roles
-        )
+        roles = ", ".join(f"`{r.name}` {r.shape}" + ("" if r.differentiable else " (no gradient)") for r in info.roles)
         reductions = ", ".join(info.reductions) + ("" if info.decomposable else " (whole request)")
         rows.append(f"| `{info.name}` | {info.category} | {roles} | {reductions} | {info.reference} |")
     return "\n".join(rows)
