@@ -117,15 +117,17 @@ def differences(a: dict, b: dict, dtype: str) -> list[str]:
     return out
 
 
-def check_batched(bodies: list[dict], dtype: str, order: list[int], need_batching: bool = True) -> None:
+def check_batched(
+    bodies: list[dict], labels: list[str], dtype: str, order: list[int], need_batching: bool = True
+) -> None:
+    """Send ``bodies`` alone, then together in ``order``; ``labels`` name them in failures (the
+    reference case, the seed: ``body_for`` remakes the body)."""
     alone, together = asyncio.run(_alone_then_together(bodies, order))
     sizes = []
     failures = []
-    for body, a, b in zip(bodies, alone, together, strict=True):
+    for label, a, b in zip(labels, alone, together, strict=True):
         check_answer(a)
         check_answer(b)
-        spec = body["loss"]
-        label = f"{spec['name']} {spec['params']} {spec['reduction']} {dtype}"
         if a.status_code != b.status_code:
             failures.append(f"{label}: status {a.status_code} alone, {b.status_code} batched: {b.text[:200]}")
             continue
@@ -149,15 +151,18 @@ def test_batched_equals_alone_over_the_reference_table(dtype):
     """Every reference case, two seeds each, every fifth one three times over, in one burst."""
     rng = random.Random(dtype)
     reductions = ["mean", "sum", "none"]
-    bodies = []
+    bodies, labels = [], []
     for i, case in enumerate(CASES):
         for seed in (1, 2):
-            bodies.append(body_for(case, seed, dtype, reductions[(i + seed) % 3]))
+            reduction = reductions[(i + seed) % 3]
+            bodies.append(body_for(case, seed, dtype, reduction))
+            labels.append(f"body_for({case.id!r}, seed={seed}, {dtype!r}, {reduction!r}) {case.params}")
         if i % 5 == 0:
             bodies += [bodies[-1]] * 2
+            labels += [labels[-1]] * 2
     order = list(range(len(bodies)))
     rng.shuffle(order)
-    check_batched(bodies, dtype, order)
+    check_batched(bodies, labels, dtype, order)
 
 
 @hsettings(max_examples=examples(0.1))
@@ -178,9 +183,11 @@ def test_batched_equals_alone_over_the_reference_table(dtype):
 )
 def test_batched_equals_alone_random_mixes(dtype, picks, shuffle):
     """A drawn mix: cases, seeds, reductions, encodings, each sent 1-4 times, in a drawn order."""
-    bodies = []
+    bodies, labels = [], []
     for index, seed, reduction, copies, encoding in picks:
-        bodies += [body_for(CASES[index], seed, dtype, reduction, encoding)] * copies
+        case = CASES[index]
+        bodies += [body_for(case, seed, dtype, reduction, encoding)] * copies
+        labels += [f"body_for({case.id!r}, seed={seed}, {dtype!r}, {reduction!r}, {encoding!r}) {case.params}"] * copies
     order = list(range(len(bodies)))
     shuffle.shuffle(order)
-    check_batched(bodies, dtype, order, need_batching=False)
+    check_batched(bodies, labels, dtype, order, need_batching=False)
