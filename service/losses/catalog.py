@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from . import classification, ctc, dice, focal, margin, regression
+from . import boxes, classification, ctc, dice, focal, margin, regression
 
-FAMILIES = [regression, classification, margin, ctc, focal, dice]
+FAMILIES = [regression, classification, margin, ctc, focal, dice, boxes]
 
 ALL_LOSSES = [loss for family in FAMILIES for loss in family.LOSSES]

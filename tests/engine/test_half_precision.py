@@ -147,8 +147,9 @@ def why_tolerant(case: Case, reduction: str, what: str) -> str | None:
     for reduction none) or "grad"."""
     loss = REGISTRY.get(case.loss)
     if loss.reference != "pytorch":
+        reference = REFERENCE_NAMES.get(loss.reference, loss.reference)  # a key, or the library or paper
         return (
-            f"{loss.name}'s reference is {REFERENCE_NAMES[loss.reference]}'s formula, written with other "
+            f"{loss.name}'s reference is {reference}'s formula, written with other "
             "operations (one-hot products, a softmax then a log, ...) and evaluated in float32; the "
             "service computes its elementwise values in the dtype, as PyTorch would"
         )
