@@ -44,6 +44,8 @@ def check_range(arr: np.ndarray, name: str, loc: Loc) -> None:
     target = np.dtype(name)
     if arr.dtype.kind in "biu" and np.can_cast(arr.dtype, target):
         return  # nothing this array holds can be out of range
+    if arr.dtype.kind == "f" and arr.dtype.itemsize < 8:
+        arr = arr.astype(np.float64)  # compared with int64's bounds, a float16 would overflow (a warning)
     if target.kind == "b":
         bad = (arr != 0) & (arr != 1)
     else:

@@ -7,13 +7,14 @@ still reduce each request from its own slice.
 
 from __future__ import annotations
 
+import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, overload
+from typing import Annotated, Any, Literal, Union, get_args, get_origin, overload
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 from torch import Tensor
 
 from ..errors import ErrorItem
@@ -35,9 +36,33 @@ def reference_text(reference: str) -> str:
 
 
 class Params(BaseModel):
-    """Base of every loss's hyper-parameters: unknown names are refused."""
+    """Base of every loss's hyper-parameters: unknown names are refused, and types are strict (as
+    the served schema says: ``"yes"`` is not a boolean nor ``"2"`` a number), but for JSON writers
+    that print every number as a float: an integral float is taken where an integer is expected."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _integral_floats(cls, value: Any, info: ValidationInfo) -> Any:
+        integral = isinstance(value, float) and value.is_integer() and info.field_name is not None
+        if integral and _takes_int(cls.model_fields[info.field_name].annotation):  # type: ignore[index]
+            return int(value)
+        return value
+
+
+def _takes_int(tp: Any) -> bool:
+    """Whether the annotation ``tp`` admits an integer (int, an int Literal, or a union with one)."""
+    if tp is int:
+        return True
+    origin = get_origin(tp)
+    if origin is Annotated:
+        return _takes_int(get_args(tp)[0])
+    if origin is Literal:
+        return any(type(a) is int for a in get_args(tp))
+    if origin is Union or origin is types.UnionType:
+        return any(_takes_int(a) for a in get_args(tp))
+    return False
 
 
 class NoParams(Params):

@@ -126,7 +126,16 @@ def _class_target(c: Checked) -> list[ErrorItem]:
     target = c.arrays["target"]
     if c.binding.forms["target"].kind == INTEGER:
         return class_indices(target, c.binding.size("C"), "target", c.params.ignore_index)
-    return in_range(target, 0, 1, "target")
+    errors = in_range(target, 0, 1, "target")
+    if c.params.ignore_index != -100:  # PyTorch ignores no class of a probability target, and refuses it
+        errors.append(
+            ErrorItem(
+                ("loss", "params", "ignore_index"),
+                "applies to class-index targets only; with class probabilities as the target leave it at "
+                f"-100; got {c.params.ignore_index}",
+            )
+        )
+    return errors
 
 
 def _nonnegative(name: str, when: Callable[[Any], bool] = lambda p: True) -> Validator:

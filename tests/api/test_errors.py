@@ -414,7 +414,7 @@ CASES_422 = {
     ),
     "ill-typed-param": (
         mse(loss={"name": "smooth_l1", "params": {"beta": "abc"}}),
-        ["loss", "params", "beta"], "input should be a valid number, unable to parse string as a number; got 'abc'",
+        ["loss", "params", "beta"], "input should be a valid number; got 'abc'",
     ),
     "negative-beta": (
         mse(loss={"name": "smooth_l1", "params": {"beta": -1}}),

@@ -469,3 +469,12 @@ def test_app_integers_in_range_still_work(client):
         r = client.post("/v1/evaluate", json={"loss": NLL, "inputs": {"input": LOG_P, "target": target}})
         assert r.status_code == 200, r.text
         assert r.json()["value"] == 2.0
+
+
+def test_float16_class_indices_are_range_checked_without_a_numpy_warning(client):
+    """Compared with int64's bounds, a float16 array overflowed in numpy's cast: a RuntimeWarning
+    on every such request (a 500 where warnings are errors, as in this suite)."""
+    body = {"loss": "cross_entropy", "inputs": {"input": [[0.1, 0.2, 0.3], [0.3, 0.2, 0.1]],
+            "target": {"data": [1, 1], "dtype": "float16"}}}  # fmt: skip
+    response = client.post("/v1/evaluate", json=body)
+    assert response.status_code == 200, response.text

@@ -94,8 +94,15 @@ def test_cross_entropy_probabilities_must_lie_in_0_1():
     assert got == [input_error("target", "value 1.5 out of range [0, 1] at position (1, 1)")]
 
 
-def test_cross_entropy_probabilities_ignore_ignore_index():
-    assert errors("cross_entropy", {"ignore_index": 0}, input=floats(2, 3), target=floats(2, 3, value=0.0)) == []
+def test_cross_entropy_probabilities_refuse_an_ignore_index():
+    """PyTorch refuses ignore_index with probability targets (a RuntimeError: it was a 500)."""
+    assert errors("cross_entropy", {"ignore_index": 0}, input=floats(2, 3), target=floats(2, 3, value=0.0)) == [
+        param_error(
+            "ignore_index",
+            "applies to class-index targets only; with class probabilities as the target leave it at -100; got 0",
+        )
+    ]
+    assert errors("cross_entropy", {}, input=floats(2, 3), target=floats(2, 3, value=0.0)) == []
 
 
 def test_cross_entropy_target_shape_error_names_both_forms():

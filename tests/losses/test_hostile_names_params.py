@@ -131,13 +131,13 @@ def test_a_ten_megabyte_param_name_is_quoted_by_its_start(client):
 
 def test_a_list_param_of_a_million_wrong_values_is_one_error(client):
     r = post(client, mse(loss={"name": "cross_entropy", "params": {"weight": ["a"] * 10**6}}))
-    msg = "input should be a valid number, unable to parse string as a number; got 'a'"
+    msg = "input should be a valid number; got 'a'"
     assert errors(problem(r, 422)) == [(["loss", "params", "weight", 0], msg)]
 
 
 def test_a_ten_megabyte_param_value_is_quoted_by_its_ends(client):
     r = post(client, mse(loss={"name": "smooth_l1", "params": {"beta": "z" * (10 * MB)}}))
-    msg = f"input should be a valid number, unable to parse string as a number; got '{'z' * 17}...{'z' * 18}'"
+    msg = f"input should be a valid number; got '{'z' * 17}...{'z' * 18}'"
     body = problem(r, 422)
     assert errors(body) == [(["loss", "params", "beta"], msg)]
     assert len(r.content) < 4096
