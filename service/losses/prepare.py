@@ -176,13 +176,32 @@ def _plan(
         grads = _grad_roles(loss, return_grad, kinds)
     except InvalidInput:
         grads = None
-    plan = Plan(loss, params, binding, kinds, _compute_dtype(tensors, kinds), grads)
+    dtype = _compute_dtype(tensors, kinds)
+    collect(_params_in_range(params, dtype))
+    plan = Plan(loss, params, binding, kinds, dtype, grads)
     if key is not None and grads is not None:
         _PLANS.put(key, plan, _plan_bytes(key, params))
     return plan
 
 
 _WHOLE = "it is not decomposable (its value reduces the whole request)"
+
+
+def _params_in_range(params: Params, dtype: str) -> list[ErrorItem]:
+    """Every float param (and list of them) within what the compute dtype can hold: torch refuses
+    to turn 1e39 into a float32 scalar (a RuntimeError), or the value silently becomes infinite."""
+    largest = float(torch.finfo(getattr(torch, dtype)).max)
+    errors = []
+    for name, value in params:
+        values = value if isinstance(value, (list, tuple)) else [value]
+        for i, v in enumerate(values):
+            if isinstance(v, float) and not -largest <= v <= largest:
+                loc = ("loss", "params", name, i) if values is value else ("loss", "params", name)
+                errors.append(
+                    ErrorItem(loc, f"{v!r} is beyond the range of {dtype}, the compute dtype (±{largest:.6g})")
+                )
+                break
+    return errors
 
 
 def _reduction(loss: Loss, reduction: str) -> list[ErrorItem]:
