@@ -1,8 +1,9 @@
 """Bounding-box regression losses on boxes ``(x1, y1, x2, y2)``: 1 - IoU and its penalised forms.
 
-Every loss compares the predicted box ``input[..., :]`` with the target box at the same position,
-so the elementwise values have the shape ``(N, *)`` of the boxes. The IoU is torchvision's: the
-intersection counts only where both boxes overlap on both axes, and IoU = inter / (union + eps).
+Every loss compares each predicted box (the last dimension of ``input``) with the target box at
+the same position, so the elementwise values have the shape ``(N, *)`` of the boxes. The IoU is
+torchvision's: the intersection counts only where both boxes overlap on both axes, and
+IoU = inter / (union + eps).
 Boxes with x2 < x1 (or y2 < y1) are taken as they come, as torchvision takes them: such a box
 overlaps nothing and its area is negative.
 
@@ -316,7 +317,8 @@ LOSSES = [
     ),
     _box_loss(
         "focal_eiou",
-        "Focal-EIoU loss IoU^gamma * EIoU loss, the IoU weight part of the gradient (0 where the boxes are apart).",
+        "Focal-EIoU loss IoU^gamma times the EIoU loss, the weight IoU^gamma not detached (its gradient is 0 "
+        "where the boxes are apart).",
         "Zhang et al. 2022, Focal and efficient IOU loss",
         _focal_eiou,
         FocalEIoUParams,
