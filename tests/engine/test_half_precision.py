@@ -234,6 +234,23 @@ KERNEL_POSITION_DEPENDENT[("log_cosh", "float16")] = (
     "rounds to the neighbouring float16 (seen: 0.00057053566 alone, 0.00057053560 in a group)"
 )
 
+# The overlap losses' sigmoid and softmax (seen: tversky, generalized_dice, jaccard, mcc with
+# sigmoid in float32; generalized_dice's softmax in float64), and focal_tversky's (1 - TI)^gamma,
+# whose pow is such a SLEEF kernel too (seen without any sigmoid or softmax, in float32 and float64).
+KERNEL_POSITION_DEPENDENT.update(
+    {
+        (loss, dtype): _SIMD_TAIL
+        for loss in ("tversky", "generalized_dice", "jaccard", "mcc")
+        for dtype in ("float32", "float64")
+    }
+)
+KERNEL_POSITION_DEPENDENT.update(
+    {
+        ("focal_tversky", dtype): f"{_SIMD_TAIL}; so do its vectorized pow, (1 - TI)^gamma, and its scalar tail"
+        for dtype in ("float32", "float64")
+    }
+)
+
 ULPS = 4  # the dtype's tolerance: a few units in the last place, on the scale of the tensor
 
 
