@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from . import boxes, classification, ctc, dice, focal, gan, margin, overlap, regression, robust
+from . import boxes, classification, ctc, dice, focal, gan, lovasz, margin, overlap, regression, robust, ssim
 
-FAMILIES = [regression, classification, margin, ctc, focal, dice, overlap, robust, gan, boxes]
+FAMILIES = [regression, classification, margin, ctc, focal, dice, overlap, robust, gan, boxes, lovasz, ssim]
 
 ALL_LOSSES = [loss for family in FAMILIES for loss in family.LOSSES]
