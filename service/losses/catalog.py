@@ -2,8 +2,38 @@
 
 from __future__ import annotations
 
-from . import boxes, classification, ctc, dice, focal, gan, lovasz, margin, overlap, regression, robust, ssim
+from . import (
+    boxes,
+    classic,
+    classification,
+    ctc,
+    dice,
+    focal,
+    gan,
+    lovasz,
+    margin,
+    metric_learning,
+    overlap,
+    regression,
+    robust,
+    ssim,
+)
 
-FAMILIES = [regression, classification, margin, ctc, focal, dice, overlap, robust, gan, boxes, lovasz, ssim]
+FAMILIES = [
+    regression,
+    classification,
+    margin,
+    ctc,
+    focal,
+    dice,
+    overlap,
+    robust,
+    gan,
+    boxes,
+    classic,
+    metric_learning,
+    lovasz,
+    ssim,
+]
 
 ALL_LOSSES = [loss for family in FAMILIES for loss in family.LOSSES]

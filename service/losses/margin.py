@@ -186,7 +186,7 @@ TRIPLET = (
 
 
 def _loss(name: str, cls: str, summary: str, roles: tuple, forward, shape: str, **kw) -> Loss:
-    aliases = (f"{cls}Loss", f"{name}_loss")
+    aliases = (f"{cls}Loss", f"{name}_loss", *kw.pop("aliases", ()))
     return Loss(
         name=name,
         summary=f"{summary} (PyTorch {cls}Loss).",
@@ -209,6 +209,7 @@ LOSSES = [
         _soft_margin,
         "(*)",
         validate=(_plus_minus_one,),
+        aliases=("logistic", "logistic_loss"),
     ),
     _loss(
         "multilabel_soft_margin",

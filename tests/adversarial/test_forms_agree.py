@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from ..conftest import make_client
 from ..reference.tables import CASES
 from .conftest import examples
-from .strategies import NP_DTYPES, Sent, b64, check_answer, multipart_body, npy_bytes, send, tensor_out
+from .strategies import LOSSES, NP_DTYPES, Sent, b64, check_answer, multipart_body, npy_bytes, send, tensor_out
 
 TORCH = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32, "float64": torch.float64}
 FLOAT_FORMS = ["dsd", "dsd-nested", "nested", "npy", "part"]
@@ -53,7 +53,8 @@ def variants(draw):
     for role, t in tensors.items():
         arrays[role] = (t.to(TORCH[dtype]).double() if t.is_floating_point() else t).numpy()
     spec = {"name": case.loss, "params": case.params, "reduction": reduction}
-    common = {"return_elementwise": True, "return_grad": list(case.grad_roles)}
+    elementwise = LOSSES[case.loss].decomposable  # a whole-request loss (contrastive) has none: a 422
+    common = {"return_elementwise": elementwise, "return_grad": list(case.grad_roles)}
 
     plain = {"loss": spec, **common, "inputs": {}}
     for role, a in arrays.items():
