@@ -329,7 +329,8 @@ def _convert(role: str, t: Decoded, kind: str, dtype: str) -> np.ndarray:
     if t.dtype == "bool" or arr.dtype.kind == "b":
         raise InvalidInput.at(loc, "expected integers; got bool")
     if arr.dtype.kind == "f":
-        bad = ~np.isfinite(arr) | (arr != np.round(arr))
+        with np.errstate(invalid="ignore"):  # a signalling NaN warns in rint: it is reported below
+            bad = ~np.isfinite(arr) | (arr != np.round(arr))
         if bad.any():
             raise InvalidInput.at(
                 loc, f"expected integers; got {first_value(arr, bad)} at position {position(arr, bad)}"

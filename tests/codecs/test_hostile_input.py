@@ -478,3 +478,13 @@ def test_float16_class_indices_are_range_checked_without_a_numpy_warning(client)
             "target": {"data": [1, 1], "dtype": "float16"}}}  # fmt: skip
     response = client.post("/v1/evaluate", json=body)
     assert response.status_code == 200, response.text
+
+
+def test_a_signalling_nan_for_an_integer_role_is_a_422_without_a_numpy_warning(client):
+    """numpy's rint warns on a signalling NaN (a 500 where warnings are errors, as here)."""
+    arr = np.array([1.0, 0.0], dtype=np.float32)
+    arr.view(np.uint32)[1] = 0x7FA00000  # a signalling NaN
+    body = {"loss": "nll", "inputs": {"input": [[-1.0, -2.0], [-1.0, -2.0]], "target": {"npy": b64(npy(arr))}}}
+    assert problem(client.post("/v1/evaluate", json=body), 422)["detail"] == (
+        "inputs.target: expected integers; got nan at position (1,)"
+    )
