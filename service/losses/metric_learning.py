@@ -39,7 +39,18 @@ class ContrastiveParams(Params):
     )
 
 
-# -- margin softmax -------------------------------------------------------------------------------
+# -- cosines --------------------------------------------------------------------------------------
+
+
+def _unit_rows(x: Tensor, eps: float) -> Tensor:
+    """Each row divided by max(its L2 norm, eps), as F.normalize, after rows of entries of 1 or
+    more in magnitude are divided by the power of two that brings their largest under 1: their
+    squares no longer overflow (a float32 row beyond about 1e19 would get the norm inf, and the
+    direction 0), and as the division by a power of two is exact, every other row's result is
+    F.normalize's to the bit."""
+    _, exponent = torch.frexp(x.detach().abs().amax(dim=1, keepdim=True))
+    # (not torch.ldexp: its gradient takes 2 ** -e in integers, 0)
+    return F.normalize(x / torch.exp2(exponent.clamp_min(0).to(x.dtype)), dim=1, eps=eps)
 
 
 def _in_float32(forward: Callable[[Inputs, Any], Tensor]) -> Callable[[Inputs, Any], Tensor]:
@@ -60,9 +71,12 @@ def _in_float32(forward: Callable[[Inputs, Any], Tensor]) -> Callable[[Inputs, A
     return run
 
 
+# -- margin softmax -------------------------------------------------------------------------------
+
+
 def _cosines(t: Inputs) -> Tensor:
     """cos theta (N, C) between the L2-normalised embeddings and class centres."""
-    return F.normalize(t["input"], dim=1, eps=NORM_EPS) @ F.normalize(t["weight"], dim=1, eps=NORM_EPS).T
+    return _unit_rows(t["input"], NORM_EPS) @ _unit_rows(t["weight"], NORM_EPS).T
 
 
 def _margin_softmax(t: Inputs, s: float, margin) -> Tensor:
@@ -114,7 +128,7 @@ def _contrastive(t: Inputs, p: ContrastiveParams) -> Tensor:
     """Per row of the 2N views, -log(exp(s_pos / T) / sum_{k != i} exp(s_ik / T)) (as a logsumexp:
     no overflow for small temperatures); the loss is their mean."""
     views = torch.cat([t["input"], t["target"]])
-    unit = views / torch.linalg.vector_norm(views, dim=1, keepdim=True).clamp_min(COSINE_EPS)
+    unit = _unit_rows(views, COSINE_EPS)
     logits = (unit @ unit.T) / p.temperature
     n = t["input"].shape[0]
     self_pairs = torch.eye(2 * n, dtype=torch.bool, device=logits.device)

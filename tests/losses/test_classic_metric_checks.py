@@ -289,6 +289,31 @@ def test_arcface_at_parallel_and_opposite_vectors_has_finite_gradients():
     assert all(torch.isfinite(g).all() for g in grads)
 
 
+@pytest.mark.parametrize("name", ["arcface", "cosface", "contrastive"])
+def test_cosines_of_huge_rows_are_their_directions(name):
+    """Rows of float32 embeddings whose squares overflow (1e30) have the cosines of their
+    directions, and the gradients (of the value alone, up to the scale) of those rows: as if they
+    were 1e30 times smaller."""
+    g = torch.Generator().manual_seed(6)
+    x = torch.randn(3, 4, generator=g)
+    other = torch.randn(5, 4, generator=g) if name != "contrastive" else torch.randn(3, 4, generator=g)
+    second = "target" if name == "contrastive" else "weight"
+    extra = {} if name == "contrastive" else {"target": torch.tensor([0, 4, 2])}
+    loss = REGISTRY.get(name)
+    params = loss.params()
+
+    def value_and_grad(scale):
+        leaf = (x * scale).requires_grad_(True)
+        value = loss.forward({"input": leaf, second: other, **extra}, params).mean()
+        (grad,) = torch.autograd.grad(value, leaf)
+        return value, grad * scale
+
+    small, g_small = value_and_grad(1.0)
+    huge, g_huge = value_and_grad(1e30)
+    torch.testing.assert_close(huge, small, rtol=1e-6, atol=0)
+    torch.testing.assert_close(g_huge, g_small, rtol=1e-5, atol=1e-7)
+
+
 # -- contrastive ----------------------------------------------------------------------------------
 
 VIEWS = {"input": [[0.5, 1.5, 0.1], [1.0, 0.0, 0.0]], "target": [[0.4, 1.2, 0.0], [0.9, 0.1, 0.0]]}
