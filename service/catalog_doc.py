@@ -25,6 +25,8 @@ def table() -> str:
         info = loss_info(loss)
         roles = ", ".join(f"`{r.name}` {r.shape}" + ("" if r.differentiable else " (no gradient)") for r in info.roles)
         reductions = ", ".join(info.reductions) + ("" if info.decomposable else " (whole request)")
+        if info.whole_request_when:
+            reductions += f" (whole request with {info.whole_request_when})"
         rows.append(f"| `{info.name}` | {info.category} | {roles} | {reductions} | {info.reference} |")
     return "\n".join(rows)
 

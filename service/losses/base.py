@@ -149,8 +149,16 @@ class Loss:
     # ``reduce`` needs, there are no elementwise values and no reduction "none", and a request is
     # never batched with another.
     decomposable: bool = True
+    # (param, value) that makes a decomposable loss reduce the whole request, as a loss that is not
+    # decomposable does: dice's batch=True (sums pooled over the batch), Lovasz's per_image=False.
+    pooled_when: tuple[str, Any] | None = None
 
     def __post_init__(self) -> None:
+        if self.pooled_when is not None:
+            per_request, (param, value) = self.batchable, self.pooled_when
+            object.__setattr__(
+                self, "batchable", lambda p, arrays: getattr(p, param) != value and per_request(p, arrays)
+            )
         if not self.decomposable:
             if "none" in self.reductions or self.mean_weights is not None:
                 raise ValueError(
@@ -162,6 +170,21 @@ class Loss:
             object.__setattr__(self, "reduce", reduce_by_weights(self.mean_weights))
         elif self.reduce is mean_or_sum:
             object.__setattr__(self, "mean_weights", element_count)
+
+    def whole(self, params: Any) -> bool:
+        """Whether, with ``params``, the value reduces the whole request (no elementwise values, no
+        reduction none, never batched)."""
+        if not self.decomposable:
+            return True
+        return self.pooled_when is not None and getattr(params, self.pooled_when[0]) == self.pooled_when[1]
+
+    @property
+    def whole_when(self) -> str | None:
+        """The catalog's note of what makes a decomposable loss reduce the whole request."""
+        if self.pooled_when is None:
+            return None
+        param, value = self.pooled_when
+        return f"{param}={str(value).lower() if isinstance(value, bool) else value}"
 
     def role(self, name: str) -> Role | None:
         return next((r for r in self.roles if r.name == name), None)

@@ -92,10 +92,10 @@ LOSSES = [
             target_role(),
         ),
         forward=_dice,
-        elementwise_shape="(N, C'), or (C',) with batch=true; C' = C, or C - 1 without the background",
+        elementwise_shape="(N, C'); C' = C, or C - 1 without the background",
         params=DiceParams,
         aliases=("DiceLoss", "dice_loss"),
         validate=(check_spatial, check_options, check_weight, check_target),
-        batchable=lambda p, arrays: not p.batch,
+        pooled_when=("batch", True),
     ),
 ]

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import Field
@@ -128,11 +127,7 @@ def _check_softmax(c: Checked) -> list[ErrorItem]:
     return errors + param_length(p.weight, classes, "C", "weight")
 
 
-def _one_per_image(p: LovaszHingeParams | LovaszSoftmaxParams, arrays: dict[str, np.ndarray]) -> bool:
-    return p.per_image
-
-
-_ELEMENTWISE = "(N), or (1) with per_image=false: the pooled batch's value"
+_ELEMENTWISE = "(N)"
 
 LOSSES = [
     Loss(
@@ -159,7 +154,7 @@ LOSSES = [
         params=LovaszHingeParams,
         aliases=("LovaszHingeLoss", "lovasz_hinge_loss"),
         validate=(_check_hinge,),
-        batchable=_one_per_image,
+        pooled_when=("per_image", False),
     ),
     Loss(
         name="lovasz_softmax",
@@ -188,6 +183,6 @@ LOSSES = [
         params=LovaszSoftmaxParams,
         aliases=("LovaszSoftmaxLoss", "lovasz_softmax_loss"),
         validate=(_check_softmax,),
-        batchable=_one_per_image,
+        pooled_when=("per_image", False),
     ),
 ]

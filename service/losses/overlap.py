@@ -17,7 +17,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
-import numpy as np
 import torch
 from pydantic import Field
 from torch import Tensor
@@ -180,11 +179,7 @@ def _mcc(t: Inputs, p: MCCParams) -> Tensor:
     return torch.where(perfect, 0, 1 - mcc)
 
 
-def _unless_batch(p: Any, arrays: dict[str, np.ndarray]) -> bool:
-    return not p.batch
-
-
-_PER_CLASS = "(N, C'), or (C',) with batch=true; C' = C, or C - 1 without the background"
+_PER_CLASS = "(N, C'); C' = C, or C - 1 without the background"
 _CHECKS = (check_spatial, check_options, check_target)
 
 LOSSES = [
@@ -202,7 +197,7 @@ LOSSES = [
         params=TverskyParams,
         aliases=("TverskyLoss", "tversky_loss"),
         validate=_CHECKS,
-        batchable=_unless_batch,
+        pooled_when=("batch", True),
     ),
     Loss(
         name="focal_tversky",
@@ -221,7 +216,7 @@ LOSSES = [
         params=FocalTverskyParams,
         aliases=("FocalTverskyLoss", "focal_tversky_loss"),
         validate=(*_CHECKS, check_probabilities),
-        batchable=_unless_batch,
+        pooled_when=("batch", True),
     ),
     Loss(
         name="generalized_dice",
@@ -233,11 +228,11 @@ LOSSES = [
         reference="MONAI GeneralizedDiceLoss",
         roles=(INPUT, target_role(differentiable=False)),
         forward=_generalized_dice,
-        elementwise_shape="(N,), or (1,) with batch=true",
+        elementwise_shape="(N,)",
         params=GeneralizedDiceParams,
         aliases=("GeneralizedDiceLoss", "generalized_dice_loss"),
         validate=_CHECKS,
-        batchable=_unless_batch,
+        pooled_when=("batch", True),
     ),
     Loss(
         name="jaccard",
@@ -253,7 +248,7 @@ LOSSES = [
         params=JaccardParams,
         aliases=("JaccardLoss", "jaccard_loss", "soft_jaccard"),
         validate=(check_spatial, check_options, check_weight, check_target),
-        batchable=_unless_batch,
+        pooled_when=("batch", True),
     ),
     Loss(
         name="mcc",
@@ -269,6 +264,6 @@ LOSSES = [
         params=MCCParams,
         aliases=("MCCLoss", "mcc_loss"),
         validate=(*_CHECKS, check_probabilities),
-        batchable=_unless_batch,
+        pooled_when=("batch", True),
     ),
 ]

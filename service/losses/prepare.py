@@ -67,9 +67,9 @@ def prepare(
     return_elementwise: bool,
 ) -> Job:
     loss = registry.get(name)
-    if return_elementwise and not loss.decomposable:
-        raise InvalidInput.at(("return_elementwise",), f"{loss.name} has no elementwise values: {_WHOLE}")
     plan = _plan(loss, raw_params, reduction, tensors, return_grad)
+    if return_elementwise and loss.whole(plan.params):
+        raise InvalidInput.at(("return_elementwise",), f"{loss.name} has no elementwise values: {_whole(loss)}")
     arrays = {}
     for role, decoded in tensors.items():
         arrays[role] = _convert(role, decoded, plan.kinds[role], plan.dtype)
@@ -167,6 +167,10 @@ def _plan(
         return plan
     errors = _reduction(loss, reduction)
     params, param_errors = parse_params(loss, raw_params)
+    if params is not None and reduction == "none" and loss.decomposable and loss.whole(params):
+        accepted = ", ".join(r for r in loss.reductions if r != "none")
+        msg = f"{loss.name} does not accept reduction 'none': {_whole(loss)}; expected one of {accepted}"
+        errors.append(ErrorItem(("loss", "reduction"), msg))
     errors += param_errors + _roles(loss, tensors)
     collect(errors)
     assert params is not None  # parse_params gave errors, which collect raised, where it gave no params
@@ -184,7 +188,11 @@ def _plan(
     return plan
 
 
-_WHOLE = "it is not decomposable (its value reduces the whole request)"
+def _whole(loss: Loss) -> str:
+    """Why a loss (with its params) has no elementwise values nor reduction none."""
+    if not loss.decomposable:
+        return "it is not decomposable (its value reduces the whole request)"
+    return f"with {loss.whole_when} its value reduces the whole request"
 
 
 def _params_in_range(params: Params, dtype: str) -> list[ErrorItem]:
@@ -208,7 +216,7 @@ def _reduction(loss: Loss, reduction: str) -> list[ErrorItem]:
     if reduction in loss.reductions:
         return []
     accepted = ", ".join(loss.reductions)
-    why = f": {_WHOLE}" if reduction == "none" and not loss.decomposable else ""
+    why = f": {_whole(loss)}" if reduction == "none" and not loss.decomposable else ""
     return [
         ErrorItem(
             ("loss", "reduction"),

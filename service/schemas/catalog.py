@@ -28,6 +28,9 @@ class LossInfo(BaseModel):
         description="false: the value reduces the whole request (no elementwise values, no reduction none, "
         "never batched with other requests)"
     )
+    whole_request_when: str | None = Field(
+        None, description="for a decomposable loss, the param that makes its value reduce the whole request"
+    )
     roles: list[RoleInfo]
     params: dict[str, Any]
     reductions: list[str]
@@ -54,6 +57,7 @@ def loss_info(loss: Loss) -> LossInfo:
         category=loss.category,
         reference=reference_text(loss.reference),
         decomposable=loss.decomposable,
+        whole_request_when=loss.whole_when,
         roles=roles,
         params=schema,
         reductions=list(loss.reductions),

@@ -28,6 +28,7 @@ from service.app import create_app
 from service.config import Settings
 
 from ..engine.test_half_precision import KERNEL_POSITION_DEPENDENT, POSITION_DEPENDENT
+from ..reference.case import reductions_of, whole
 from ..reference.tables import CASES
 from .conftest import examples
 from .strategies import LOSSES, check_answer, tensor_out
@@ -64,11 +65,11 @@ def body_for(case, seed: int, dtype: str, reduction: str, encoding: str = "json"
         else:
             data, name = t.reshape(-1).tolist(), "int64"
         inputs[role] = {"data": data, "shape": list(t.shape), "dtype": name}
-    reduction = reduction if reduction in case.reductions else case.reductions[0]
+    reduction = reduction if reduction in reductions_of(case) else reductions_of(case)[0]
     return {
         "loss": {"name": case.loss, "params": case.params, "reduction": reduction},
         "inputs": inputs,
-        "return_elementwise": True,
+        "return_elementwise": not whole(case),  # a whole-request loss has none
         "return_grad": list(case.grad_roles),
         "response_encoding": encoding,
     }

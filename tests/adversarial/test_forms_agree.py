@@ -22,9 +22,10 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from ..conftest import make_client
+from ..reference.case import reductions_of, whole
 from ..reference.tables import CASES
 from .conftest import examples
-from .strategies import LOSSES, NP_DTYPES, Sent, b64, check_answer, multipart_body, npy_bytes, send, tensor_out
+from .strategies import NP_DTYPES, Sent, b64, check_answer, multipart_body, npy_bytes, send, tensor_out
 
 TORCH = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32, "float64": torch.float64}
 FLOAT_FORMS = ["dsd", "dsd-nested", "nested", "npy", "part"]
@@ -47,13 +48,13 @@ def variants(draw):
     """(case, dtype, reduction, the plain request, a variant of it)."""
     case = draw(st.sampled_from(CASES))
     dtype = draw(st.sampled_from(list(TORCH)))
-    reduction = draw(st.sampled_from(case.reductions))
+    reduction = draw(st.sampled_from(reductions_of(case)))
     tensors = case.make(torch.Generator().manual_seed(draw(st.integers(0, 1000))), torch.float64)
     arrays = {}
     for role, t in tensors.items():
         arrays[role] = (t.to(TORCH[dtype]).double() if t.is_floating_point() else t).numpy()
     spec = {"name": case.loss, "params": case.params, "reduction": reduction}
-    elementwise = LOSSES[case.loss].decomposable  # a whole-request loss (contrastive) has none: a 422
+    elementwise = not whole(case)  # a whole-request loss (contrastive, dice with batch=true) has none
     common = {"return_elementwise": elementwise, "return_grad": list(case.grad_roles)}
 
     plain = {"loss": spec, **common, "inputs": {}}

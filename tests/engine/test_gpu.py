@@ -13,6 +13,7 @@ import torch
 from service.app import create_app
 from service.config import Settings
 
+from ..reference.case import whole
 from ..reference.tables import CASES
 from ..reference.test_reference import as_json, from_json
 
@@ -35,7 +36,7 @@ def body(case, reduction, dtype):
     return tensors, {
         "loss": {"name": case.loss, "params": case.params, "reduction": reduction},
         "inputs": inputs,
-        "return_elementwise": True,
+        "return_elementwise": not whole(case),  # a whole-request loss has none
         "return_grad": list(case.grad_roles),
     }
 

@@ -29,7 +29,7 @@ from service.losses import default_registry
 from service.losses.catalog import ALL_LOSSES
 from service.losses.prepare import Job, prepare
 
-from ..reference.case import Case
+from ..reference.case import Case, reductions_of
 from ..reference.tables import CASES
 
 CPU = torch.device("cpu")
@@ -54,7 +54,9 @@ def make_job(loss: str, params: dict, reduction: str, tensors: dict[str, torch.T
     for name, t in tensors.items():
         dtype = str(t.dtype).removeprefix("torch.")
         decoded[name] = Decoded((t.float() if t.dtype == torch.bfloat16 else t).numpy(), dtype)
-    return prepare(REGISTRY, loss, params, reduction, decoded, grad, REGISTRY.get(loss).decomposable)
+    entry = REGISTRY.get(loss)
+    elementwise = not entry.whole(entry.params.model_validate(params))  # a whole-request loss has none
+    return prepare(REGISTRY, loss, params, reduction, decoded, grad, elementwise)
 
 
 def case_job(case: Case, tensors: dict[str, torch.Tensor], reduction: str) -> Job:
@@ -64,7 +66,7 @@ def case_job(case: Case, tensors: dict[str, torch.Tensor], reduction: str) -> Jo
 def mixed(case: Case, reduction: str) -> list[str]:
     """The group's reductions: request 0 (and every other one) takes ``reduction``, the rest cycle
     through the case's reductions, so that the group mixes them."""
-    others = [r for r in case.reductions if r != reduction] or [reduction]
+    others = [r for r in reductions_of(case) if r != reduction] or [reduction]
     return [reduction if i % 2 == 0 else others[(i // 2) % len(others)] for i in range(GROUP)]
 
 
@@ -277,11 +279,11 @@ def assert_matches(got: torch.Tensor, want: torch.Tensor, tolerant: str | None, 
 # -- tests ----------------------------------------------------------------------------------------
 
 
-PARAMS = [(c, r, d) for c in CASES for r in c.reductions for d in HALF]
+PARAMS = [(c, r, d) for c in CASES for r in reductions_of(c) for d in HALF]
 # Batch-independence holds in every dtype (float32 and float64 too: a group's sums are taken row
 # by row and accumulated per request in row order, alone as in a group).
 EVERY_FLOAT = {**HALF, "float32": torch.float32, "float64": torch.float64}
-PARAMS_EVERY_FLOAT = [(c, r, d) for c in CASES for r in c.reductions for d in EVERY_FLOAT]
+PARAMS_EVERY_FLOAT = [(c, r, d) for c in CASES for r in reductions_of(c) for d in EVERY_FLOAT]
 
 
 def _id(v) -> str:

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from service.codecs.tensors import Decoded
 from service.engine.compute import group_key, run_group
-from service.errors import ErrorItem
+from service.errors import ErrorItem, InvalidInput
 from service.losses import lovasz, ssim
 from service.losses.prepare import prepare
 
@@ -169,16 +169,26 @@ def test_per_image_is_batched_and_the_pooled_batch_runs_alone(name):
 
 @pytest.mark.parametrize("name", ["lovasz_hinge", "lovasz_softmax"])
 def test_the_pooled_batch_is_one_value(name):
-    """Its elementwise values are that value alone; its mean and sum are that value, with one gradient."""
-    outcomes = [run_group([job(name, {"per_image": False}, r, elementwise=True)], CPU)[0] for r in ("mean", "sum")]
-    none = run_group([job(name, {"per_image": False}, "none")], CPU)[0]
-    assert none.value is None and none.elementwise.shape == (1,)
-    assert [o.value for o in outcomes] == [none.elementwise[0]] * 2
-    for o in outcomes:
-        np.testing.assert_array_equal(o.grads["input"], none.grads["input"])
+    """per_image=false: one value for the whole request, so mean and sum are that value, with one
+    gradient; no elementwise values nor reduction none (a 422 that says why); never batched."""
+    mean, total = (job(name, {"per_image": False}, r) for r in ("mean", "sum"))
+    assert group_key(mean) is None and group_key(total) is None
+    outcomes = [run_group([j], CPU)[0] for j in (mean, total)]
+    assert outcomes[0].value == outcomes[1].value
+    np.testing.assert_array_equal(outcomes[0].grads["input"], outcomes[1].grads["input"])
+    why = "with per_image=false its value reduces the whole request"
+    with pytest.raises(InvalidInput) as info:
+        job(name, {"per_image": False}, "none")
+    assert (
+        info.value.detail
+        == f"loss.reduction: {name} does not accept reduction 'none': {why}; expected one of mean, sum"
+    )
+    with pytest.raises(InvalidInput) as info:
+        job(name, {"per_image": False}, elementwise=True)
+    assert info.value.detail == f"return_elementwise: {name} has no elementwise values: {why}"
     # and it is not the mean of the images' values
     per_image = run_group([job(name, {}, "none")], CPU)[0].elementwise
-    assert per_image.shape == (2,) and abs(per_image.mean() - none.elementwise[0]) > 1e-6
+    assert per_image.shape == (2,) and abs(per_image.mean() - outcomes[0].value) > 1e-6
 
 
 def test_a_batch_of_one_image_pools_to_its_own_value():

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from service.codecs.tensors import Decoded
 from service.engine.compute import group_key, run_group
+from service.errors import InvalidInput
 from service.losses import overlap
 from service.losses.prepare import prepare
 
@@ -198,22 +199,28 @@ def test_defaults_are_the_references():
 
 def job(name, params, x, y, reduction="mean", grads=True):
     inputs = {"input": Decoded(x, str(x.dtype)), "target": Decoded(y, str(y.dtype))}
-    return prepare(REGISTRY, name, params, reduction, inputs, grads, True)
+    return prepare(REGISTRY, name, params, reduction, inputs, grads, not params.get("batch", False))
 
 
 @pytest.mark.parametrize("name", OVERLAP)
-def test_batch_true_is_never_batched_and_its_elementwise_spans_the_request(name):
+def test_batch_true_reduces_the_whole_request_and_is_never_batched(name):
+    """batch=true pools the sums over the batch: one value per class (one in all for
+    generalized_dice), so no elementwise values nor reduction none (a 422 that says why)."""
     rng = np.random.default_rng(0)
     x, y = rng.random((3, 4, 5)), rng.integers(0, 4, (3, 5))
     assert group_key(job(name, {}, x, y)) is not None
-    jobs = [job(name, {"batch": True}, x, y, reduction) for reduction in ("mean", "sum", "none")]
-    assert [group_key(j) for j in jobs] == [None, None, None]
-    outcomes = [run_group([j], CPU)[0] for j in jobs]
-    want_shape = (1,) if name == "generalized_dice" else (4,)
-    assert {o.elementwise.shape for o in outcomes} == {want_shape}
-    el = outcomes[2].elementwise
-    assert outcomes[0].value == pytest.approx(el.mean(), rel=1e-12)
-    assert outcomes[1].value == pytest.approx(el.sum(), rel=1e-12)
+    jobs = [job(name, {"batch": True}, x, y, reduction) for reduction in ("mean", "sum")]
+    assert [group_key(j) for j in jobs] == [None, None]
+    mean, total = (run_group([j], CPU)[0].value for j in jobs)
+    classes = 1 if name == "generalized_dice" else 4  # the mean over the pooled classes
+    assert total == pytest.approx(mean * classes, rel=1e-12)
+    why = "with batch=true its value reduces the whole request"
+    with pytest.raises(InvalidInput) as info:
+        job(name, {"batch": True}, x, y, "none")
+    assert (
+        info.value.detail
+        == f"loss.reduction: {name} does not accept reduction 'none': {why}; expected one of mean, sum"
+    )
 
 
 # -- behaviours -----------------------------------------------------------------------------------

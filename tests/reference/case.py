@@ -32,3 +32,18 @@ class Case:
     gradcheck: bool = True  # ctc: False (see the contract's note on its gradient)
     # Roles sent as the nested-array tensor form instead of {data, shape, dtype}.
     nested: tuple[str, ...] = field(default=())
+
+
+def whole(case: Case) -> bool:
+    """Whether the case's loss, with its params, reduces the whole request: no elementwise values
+    and no reduction none (a loss that is not decomposable; dice's batch=true, Lovasz's
+    per_image=false)."""
+    from service.losses import default_registry
+
+    loss = default_registry().get(case.loss)
+    return loss.whole(loss.params.model_validate(case.params))
+
+
+def reductions_of(case: Case) -> tuple[str, ...]:
+    """The case's reductions that its loss accepts with its params."""
+    return tuple(r for r in case.reductions if r != "none" or not whole(case))
