@@ -34,6 +34,7 @@ from .device import probe
 log = logging.getLogger("service.engine")
 _SOLO = object()  # the group key of a ticket that runs alone
 TRIM_AFTER_BYTES = 64 * 2**20  # in flight at once, before the allocator's free memory is handed back
+TRIM_IDLE_S = 1.0  # ... once nothing has been in flight for this long
 
 
 @dataclass(eq=False, slots=True)
@@ -95,6 +96,8 @@ class Engine:
         self.alive = False
         self.inflight_bytes = 0
         self._high = 0  # the most in flight since memory was last handed back
+        self._taken = 0  # reservations made, ever: whether any came while waiting to trim
+        self._trim_timer: asyncio.TimerHandle | None = None
         self.arriving = 0  # requests admitted and still decoding: a reason to wait for company
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -137,19 +140,33 @@ class Engine:
             metrics.REJECTIONS.labels("inflight_bytes").inc()
             raise Overloaded("the in-flight byte budget is full; retry later")
         self.inflight_bytes += nbytes
+        self._taken += 1
         if self.inflight_bytes > self._high:
             self._high = self.inflight_bytes
 
     def release(self, nbytes: int) -> None:
-        """Give ``nbytes`` back; once nothing is in flight after a large burst, hand the freed
-        memory back to the system (off the event loop)."""
+        """Give ``nbytes`` back; once nothing has been in flight for ``TRIM_IDLE_S`` after a large
+        burst, hand the freed memory back to the system (off the event loop). Not at once: under
+        load (even one request after another) the allocator's free memory is what the next
+        request reuses, where pages handed back would be faulted in again (measured: +13 ms on a
+        26 MB request)."""
         self.inflight_bytes -= nbytes
-        if self.inflight_bytes == 0 and self._high >= TRIM_AFTER_BYTES:
-            self._high = 0
+        if self.inflight_bytes == 0 and self._high >= TRIM_AFTER_BYTES and self._trim_timer is None:
             try:
-                asyncio.get_running_loop().run_in_executor(None, memory.trim)
-            except RuntimeError:  # not on an event loop (a direct caller): trim here
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # not on an event loop (a direct caller): nothing to wait for
+                self._high = 0
                 memory.trim()
+                return
+            self._trim_timer = loop.call_later(TRIM_IDLE_S, self._trim_if_idle, loop, self._taken)
+
+    def _trim_if_idle(self, loop: asyncio.AbstractEventLoop, taken: int) -> None:
+        self._trim_timer = None
+        if self.inflight_bytes == 0 and self._taken == taken:  # nothing came since: idle
+            self._high = 0
+            loop.run_in_executor(None, memory.trim)
+        elif self.inflight_bytes == 0:  # busy since, idle again now: wait for quiet again
+            self._trim_timer = loop.call_later(TRIM_IDLE_S, self._trim_if_idle, loop, self._taken)
 
     async def submit(self, job: Job, deadline: float) -> tuple[Outcome, Ticket]:
         loop = asyncio.get_running_loop()

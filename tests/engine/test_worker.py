@@ -16,6 +16,7 @@ import torch
 
 from service.codecs.tensors import Decoded
 from service.config import EngineSettings
+from service.engine import worker
 from service.engine.compute import run_group
 from service.engine.worker import Engine
 from service.errors import ComputeFailed, DeadlineExceeded, NotReady, Overloaded, TooLarge
@@ -182,6 +183,31 @@ def test_inflight_budget_is_429():
         e.reserve(1000)
     finally:
         e.stop()
+
+
+def test_freed_memory_is_handed_back_only_once_the_engine_is_idle(monkeypatch):
+    """Not while requests keep coming (the next one would fault the pages in again), but once
+    nothing has been in flight for TRIM_IDLE_S after a large burst; small traffic never."""
+    trims: list[float] = []
+    monkeypatch.setattr(worker.memory, "trim", lambda: trims.append(time.monotonic()) or True)
+    monkeypatch.setattr(worker, "TRIM_IDLE_S", 0.3)
+    e = Engine(EngineSettings(), torch.device("cpu"))
+    big = worker.TRIM_AFTER_BYTES
+
+    async def go():
+        for _ in range(5):  # one large request after another, 20 ms apart: never idle long enough
+            e.take(big)
+            e.release(big)
+            await asyncio.sleep(0.02)
+        assert trims == []
+        await asyncio.sleep(1.0)  # idle now
+        assert len(trims) == 1
+        e.take(1000)  # small traffic: nothing to hand back
+        e.release(1000)
+        await asyncio.sleep(1.0)
+        assert len(trims) == 1
+
+    asyncio.run(go())
 
 
 def test_deadline_is_504_and_the_work_is_skipped(engine):
