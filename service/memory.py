@@ -1,26 +1,29 @@
 """Handing freed memory back to the system.
 
-glibc's malloc keeps what a process frees in its arenas for reuse: after a burst of large requests
-a replica would keep its peak RSS for good (measured before this module: 4.5 GB and 6.6 GB held
-after bursts of 12 x 250 MB uploads), and with one arena per thread that touched memory (the
-event loop, the decoding threads, the compute thread) what one arena keeps free the others
-cannot use. So, set at start-up by ``configure``:
+glibc's malloc keeps what a process frees for reuse: after a burst of large requests a replica
+would keep its peak RSS for good (measured before this module: 4.5 GB and 6.6 GB held after bursts
+of 12 x 250 MB uploads), and during a burst the holes between live blocks in the heap add to the
+RSS. Reuse is also what makes large requests fast: a block handed back costs page faults when it
+is needed again (a 26 MB request's buffers: about 30 ms of faults on the 2-core box, measured). So
+the allocator works in two modes, switched by the engine on its in-flight bytes:
 
-- ``M_MMAP_THRESHOLD`` fixed at 1 MiB: every larger block (tensors, bodies, encoded answers) is a
-  mapping of its own, handed back the moment it is freed, so that a burst leaves no holes in the
-  heap. (glibc's default raises the threshold to each large block freed, up to 32 MiB; then the
-  heap keeps the blocks. Measured, 12 concurrent 26-82 MB uploads against a 256 MiB budget: peak
-  RSS 490-550 MB over idle that way, 270-320 MB with 1 MiB.)
-- ``M_ARENA_MAX`` 2: the small objects of all threads share two arenas.
-- Fresh mappings cost page faults (about 10 ms for the buffers of a 26 MB request); transparent
-  huge pages make them 512 times fewer. glibc asks for them with the tunable
-  ``glibc.malloc.hugetlb=1``, which it reads at process start only: ``python -m service`` starts
-  itself again with it set (``with_huge_pages``) unless the environment says otherwise.
+- reuse (the usual state): blocks up to 32 MiB come from the heap and are reused
+  (``M_MMAP_THRESHOLD``, fixed there), and the heap's top is not trimmed on every free
+  (``M_TRIM_THRESHOLD`` 1 GiB);
+- bounded (once a quarter of the in-flight budget is taken, until it drops under an eighth):
+  every block over 1 MiB is a mapping of its own, returned the moment it is freed, and the heap's
+  free memory is handed back on entering (``malloc_trim(0)``), so that a burst leaves no holes:
+  peak RSS stays within idle + budget + a margin (measured, 12 concurrent 26-82 MB uploads against
+  a 256 MiB budget: 490-550 MB over idle with reuse throughout, 270-320 MB with this);
+- the small objects of all threads share two arenas (``M_ARENA_MAX``); mappings are asked for on
+  transparent huge pages (glibc's tunable ``glibc.malloc.hugetlb=1``, read at process start only:
+  ``python -m service`` starts itself again with it, ``with_huge_pages``);
+- once nothing has been in flight for a second after a large burst, the engine calls ``trim``, off
+  the event loop, so that an idle replica comes back to its idle size.
 
-``trim`` asks glibc to return the free pages of every arena (``malloc_trim(0)``); the engine calls
-it, off the event loop, once nothing has been in flight for a second after a large burst. A
-deployer's own ``MALLOC_ARENA_MAX``, ``MALLOC_MMAP_THRESHOLD_`` or ``GLIBC_TUNABLES`` take
-precedence. Elsewhere (musl, macOS) there is nothing to call and all of this does nothing.
+A deployer's own ``MALLOC_MMAP_THRESHOLD_`` (which also turns the switching off),
+``MALLOC_TRIM_THRESHOLD_``, ``MALLOC_ARENA_MAX`` or ``GLIBC_TUNABLES`` take precedence. Elsewhere
+(musl, macOS) there is nothing to call and all of this does nothing.
 """
 
 from __future__ import annotations
@@ -48,25 +51,40 @@ def _glibc() -> ctypes.CDLL | None:
 
 _LIBC = _glibc()
 AVAILABLE = _LIBC is not None
-M_MMAP_THRESHOLD, M_ARENA_MAX = -3, -8  # glibc's mallopt parameters
-MMAP_THRESHOLD = 2**20
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -3, -8  # glibc's mallopt parameters
+REUSE_THRESHOLD = 32 * 2**20  # blocks up to this come from the heap and are reused
+BOUNDED_THRESHOLD = 2**20  # ... or only up to this, while memory is tight
+TRIM_THRESHOLD = 2**30  # the heap's top is not given back on every free (trim does it)
 ARENA_MAX = 2
 HUGE_PAGES = "glibc.malloc.hugetlb=1"
+_OURS = {"threshold": "MALLOC_MMAP_THRESHOLD_" not in os.environ}
 
 
 def configure() -> bool:
-    """Large blocks as mappings of their own, two arenas (see above), unless the environment
-    already sets them; whether glibc took the settings."""
+    """Blocks reused from the heap, its top kept, two arenas (see above), each unless the
+    environment sets it; whether glibc took the settings."""
     if _LIBC is None:
         return False
     done = True
-    if "MALLOC_MMAP_THRESHOLD_" not in os.environ:
-        done &= _LIBC.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
+    if _OURS["threshold"]:
+        done &= _LIBC.mallopt(M_MMAP_THRESHOLD, REUSE_THRESHOLD) == 1
+    if "MALLOC_TRIM_THRESHOLD_" not in os.environ:
+        done &= _LIBC.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
     if "MALLOC_ARENA_MAX" not in os.environ:
         done &= _LIBC.mallopt(M_ARENA_MAX, ARENA_MAX) == 1
     if not done:
         log.warning("mallopt refused the memory settings; freed memory may be kept after bursts")
     return done
+
+
+def reuse(on: bool) -> None:
+    """Large blocks from the heap, reused (on), or as mappings of their own, returned when freed
+    (off, while memory is tight: then the heap's free memory is handed back too)."""
+    if _LIBC is None or not _OURS["threshold"]:
+        return
+    _LIBC.mallopt(M_MMAP_THRESHOLD, REUSE_THRESHOLD if on else BOUNDED_THRESHOLD)
+    if not on:
+        _LIBC.malloc_trim(0)
 
 
 def with_huge_pages(environ: dict[str, str]) -> dict[str, str] | None:

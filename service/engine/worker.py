@@ -98,6 +98,7 @@ class Engine:
         self._high = 0  # the most in flight since memory was last handed back
         self._taken = 0  # reservations made, ever: whether any came while waiting to trim
         self._trim_timer: asyncio.TimerHandle | None = None
+        self._tight = False  # a quarter of the budget in flight: the allocator returns every large block
         self.arriving = 0  # requests admitted and still decoding: a reason to wait for company
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -143,6 +144,9 @@ class Engine:
         self._taken += 1
         if self.inflight_bytes > self._high:
             self._high = self.inflight_bytes
+        if not self._tight and self.inflight_bytes > self.settings.inflight_bytes // 4:
+            self._tight = True  # memory is tight: no reuse from the heap (see service.memory)
+            memory.reuse(False)
 
     def release(self, nbytes: int) -> None:
         """Give ``nbytes`` back; once nothing has been in flight for ``TRIM_IDLE_S`` after a large
@@ -151,6 +155,9 @@ class Engine:
         request reuses, where pages handed back would be faulted in again (measured: +13 ms on a
         26 MB request)."""
         self.inflight_bytes -= nbytes
+        if self._tight and self.inflight_bytes < self.settings.inflight_bytes // 8:
+            self._tight = False
+            memory.reuse(True)
         if self.inflight_bytes == 0 and self._high >= TRIM_AFTER_BYTES and self._trim_timer is None:
             try:
                 loop = asyncio.get_running_loop()

@@ -11,6 +11,8 @@ pytestmark = pytest.mark.skipif(not memory.AVAILABLE, reason="not glibc: nothing
 
 def test_glibc_takes_the_settings():
     assert memory.configure() is True
+    memory.reuse(False)  # bounded: hands the heap's free memory back
+    memory.reuse(True)
     assert memory.trim() in (True, False)  # whether any memory was handed back
 
 

@@ -210,6 +210,23 @@ def test_freed_memory_is_handed_back_only_once_the_engine_is_idle(monkeypatch):
     asyncio.run(go())
 
 
+def test_the_allocator_stops_reusing_blocks_while_a_quarter_of_the_budget_is_in_flight(monkeypatch):
+    """Reuse from the heap keeps large requests fast; past a quarter of the budget every large
+    block is returned when freed (peak RSS within the budget), until under an eighth again."""
+    modes: list[bool] = []
+    monkeypatch.setattr(worker.memory, "reuse", modes.append)
+    e = Engine(EngineSettings(inflight_bytes=800), torch.device("cpu"))
+    e.take(200)  # a quarter: not past it
+    assert modes == []
+    e.take(1)
+    e.take(300)  # once, however much more comes
+    assert modes == [False]
+    e.release(401)  # 100 left: not under an eighth
+    assert modes == [False]
+    e.release(100)
+    assert modes == [False, True]
+
+
 def test_deadline_is_504_and_the_work_is_skipped(engine):
     async def go():
         late = job("gate", n=5)
