@@ -8,20 +8,15 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import sys
 
 import uvicorn
 from uvicorn.supervisors import Multiprocess
 
-from . import memory
 from .config import Settings
 from .protocol import HTTP_PROTOCOL
 
 
 def main(argv: list[str] | None = None) -> None:
-    environ = memory.with_huge_pages(dict(os.environ)) if argv is None else None
-    if environ is not None:  # glibc reads its tunables at start only (see service.memory)
-        os.execve(sys.executable, [sys.executable, "-m", "service", *sys.argv[1:]], environ)
     parser = argparse.ArgumentParser(prog="python -m service", description="Run the loss service.")
     parser.add_argument("--host", help="bind address (LOSS_SERVICE_HOST, default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (LOSS_SERVICE_PORT, default 8000)")

@@ -15,14 +15,12 @@ the allocator works in two modes, switched by the engine on its in-flight bytes:
   free memory is handed back on entering (``malloc_trim(0)``), so that a burst leaves no holes:
   peak RSS stays within idle + budget + a margin (measured, 12 concurrent 26-82 MB uploads against
   a 256 MiB budget: 490-550 MB over idle with reuse throughout, 270-320 MB with this);
-- the small objects of all threads share two arenas (``M_ARENA_MAX``); mappings are asked for on
-  transparent huge pages (glibc's tunable ``glibc.malloc.hugetlb=1``, read at process start only:
-  ``python -m service`` starts itself again with it, ``with_huge_pages``);
+- the small objects of all threads share two arenas (``M_ARENA_MAX``);
 - once nothing has been in flight for a second after a large burst, the engine calls ``trim``, off
   the event loop, so that an idle replica comes back to its idle size.
 
 A deployer's own ``MALLOC_MMAP_THRESHOLD_`` (which also turns the switching off),
-``MALLOC_TRIM_THRESHOLD_``, ``MALLOC_ARENA_MAX`` or ``GLIBC_TUNABLES`` take precedence. Elsewhere
+``MALLOC_TRIM_THRESHOLD_`` or ``MALLOC_ARENA_MAX`` take precedence. Elsewhere
 (musl, macOS) there is nothing to call and all of this does nothing.
 """
 
@@ -56,7 +54,6 @@ REUSE_THRESHOLD = 32 * 2**20  # blocks up to this come from the heap and are reu
 BOUNDED_THRESHOLD = 2**20  # ... or only up to this, while memory is tight
 TRIM_THRESHOLD = 2**30  # the heap's top is not given back on every free (trim does it)
 ARENA_MAX = 2
-HUGE_PAGES = "glibc.malloc.hugetlb=1"
 _OURS = {"threshold": "MALLOC_MMAP_THRESHOLD_" not in os.environ}
 
 
@@ -85,14 +82,6 @@ def reuse(on: bool) -> None:
     _LIBC.mallopt(M_MMAP_THRESHOLD, REUSE_THRESHOLD if on else BOUNDED_THRESHOLD)
     if not on:
         _LIBC.malloc_trim(0)
-
-
-def with_huge_pages(environ: dict[str, str]) -> dict[str, str] | None:
-    """The environment to start the process again with, so that glibc maps large blocks on huge
-    pages; None where there is nothing to do (not glibc, or the tunables are set already)."""
-    if _LIBC is None or "GLIBC_TUNABLES" in environ:
-        return None
-    return {**environ, "GLIBC_TUNABLES": HUGE_PAGES}
 
 
 def trim() -> bool:
