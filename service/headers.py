@@ -12,10 +12,3 @@ def header(scope: Scope, name: bytes) -> str | None:
         if key == name:
             return value.decode("latin-1")
     return None
-
-
-def content_length(scope: Scope) -> int:
-    """The Content-Length the client declared; 0 when it gave none, or one that is not a number
-    (which the Gateway refuses with a 400)."""
-    length = header(scope, b"content-length")
-    return int(length) if length and length.isdigit() else 0

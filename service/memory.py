@@ -54,7 +54,7 @@ REUSE_THRESHOLD = 32 * 2**20  # blocks up to this come from the heap and are reu
 BOUNDED_THRESHOLD = 2**20  # ... or only up to this, while memory is tight
 TRIM_THRESHOLD = 2**30  # the heap's top is not given back on every free (trim does it)
 ARENA_MAX = 2
-_OURS = {"threshold": "MALLOC_MMAP_THRESHOLD_" not in os.environ}
+_switching = False  # configure() set the mmap threshold: reuse() may move it
 
 
 def configure() -> bool:
@@ -62,9 +62,11 @@ def configure() -> bool:
     environment sets it; whether glibc took the settings."""
     if _LIBC is None:
         return False
+    global _switching
     done = True
-    if _OURS["threshold"]:
-        done &= _LIBC.mallopt(M_MMAP_THRESHOLD, REUSE_THRESHOLD) == 1
+    if "MALLOC_MMAP_THRESHOLD_" not in os.environ:
+        _switching = _LIBC.mallopt(M_MMAP_THRESHOLD, REUSE_THRESHOLD) == 1
+        done &= _switching
     if "MALLOC_TRIM_THRESHOLD_" not in os.environ:
         done &= _LIBC.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
     if "MALLOC_ARENA_MAX" not in os.environ:
@@ -76,8 +78,9 @@ def configure() -> bool:
 
 def reuse(on: bool) -> None:
     """Large blocks from the heap, reused (on), or as mappings of their own, returned when freed
-    (off, while memory is tight: then the heap's free memory is handed back too)."""
-    if _LIBC is None or not _OURS["threshold"]:
+    (off, while memory is tight: then the heap's free memory is handed back too). Nothing in a
+    process whose allocator ``configure`` did not set (the deployer's threshold, an embedding app)."""
+    if _LIBC is None or not _switching:
         return
     _LIBC.mallopt(M_MMAP_THRESHOLD, REUSE_THRESHOLD if on else BOUNDED_THRESHOLD)
     if not on:

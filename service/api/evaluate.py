@@ -138,7 +138,7 @@ def _working_bytes(job: Job, encoding: str) -> int:
     characters, or base64 .npy at 4/3 of the bytes)."""
     grads = sum(job.arrays[r].size for r in job.grad_roles)
     out = grads + (max(a.size for a in job.arrays.values()) if job.return_elementwise else 0)
-    itemsize = 2 if job.dtype in ("float16", "bfloat16") else (4 if job.dtype == "float32" else 8)
+    itemsize = job.torch_dtype.itemsize
     text = out * 24 if encoding == "json" else out * itemsize * 4 // 3 + 1024
     return job.nbytes + out * itemsize + text
 
