@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .dtypes import FLOAT_MAX
 from .errors import InvalidInput, Loc, TooLarge
 
 # No loss needs more than a handful of dimensions ((N, C, D, H, W) at most, batched). numpy stops
@@ -95,14 +96,6 @@ def position(arr: np.ndarray, bad: np.ndarray) -> str:
 def first_value(arr: np.ndarray, bad: np.ndarray) -> object:
     """The value at the first position where ``bad`` holds."""
     return arr.reshape(-1)[int(np.argmax(bad.reshape(-1)))].item()
-
-
-FLOAT_MAX = {
-    "float16": float(np.finfo(np.float16).max),
-    "bfloat16": 3.3895313892515355e38,  # torch.finfo(torch.bfloat16).max
-    "float32": float(np.finfo(np.float32).max),
-    "float64": float(np.finfo(np.float64).max),
-}
 
 
 def overflows(arr: np.ndarray, dtype: str) -> np.ndarray | None:

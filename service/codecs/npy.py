@@ -10,18 +10,13 @@ from typing import TypeGuard
 import numpy as np
 
 from ..arrays import check_shape, short
+from ..dtypes import BY_NPY
 from ..errors import InvalidInput, Loc, MalformedRequest
 
 MAGIC = b"\x93NUMPY"
 # A header is a short dict literal (np.save pads it to 64 bytes); numpy itself reads at most 10000
 # bytes of one unless told the file is trusted. Never hand ast more than this.
 MAX_HEADER_BYTES = 64 * 1024
-# numpy kind + itemsize -> our dtype name; bfloat16 has no numpy dtype, so no .npy form.
-NPY_DTYPES = {
-    ("f", 2): "float16", ("f", 4): "float32", ("f", 8): "float64",
-    ("i", 1): "int8", ("i", 2): "int16", ("i", 4): "int32", ("i", 8): "int64",
-    ("u", 1): "uint8", ("b", 1): "bool",
-}  # fmt: skip
 
 
 def read_npy(buf: bytes | bytearray, loc: Loc, max_elements: int) -> tuple[np.ndarray, str]:
@@ -75,7 +70,7 @@ def _header(buf: bytes | bytearray, loc: Loc) -> tuple[dict, int]:
 
 
 def _dtype(descr: object, loc: Loc) -> tuple[np.dtype, str]:
-    supported = ", ".join(NPY_DTYPES.values())
+    supported = ", ".join(d.name for d in BY_NPY.values())
     if not isinstance(descr, str):
         raise InvalidInput.at(
             loc, f"unsupported .npy dtype {short(descr, 80)} (structured); expected one of {supported}"
@@ -84,10 +79,10 @@ def _dtype(descr: object, loc: Loc) -> tuple[np.dtype, str]:
         dtype = np.dtype(descr)
     except (TypeError, ValueError, SyntaxError):  # SyntaxError: numpy parses '01' or ',' as a comma-string
         raise MalformedRequest.at(loc, f"malformed .npy: unknown dtype {short(descr, 80)}") from None
-    name = NPY_DTYPES.get((dtype.kind, dtype.itemsize))
-    if name is None or dtype.fields is not None or dtype.subdtype is not None:
+    ours = BY_NPY.get((dtype.kind, dtype.itemsize))
+    if ours is None or dtype.fields is not None or dtype.subdtype is not None:
         raise InvalidInput.at(loc, f"unsupported .npy dtype {short(descr, 80)}; expected one of {supported}")
-    return dtype, name
+    return dtype, ours.name
 
 
 def _is_shape(shape: object) -> TypeGuard[tuple[int, ...]]:

@@ -15,19 +15,9 @@ import numpy as np
 import pybase64
 
 from ..arrays import MAX_DIMS, check_range, check_shape, first_value, fmt_shape, overflows, position, short
+from ..dtypes import DTYPES
 from ..errors import InvalidInput, Loc, MalformedRequest
 from .npy import read_npy
-
-# dtype name -> numpy storage (bfloat16 is held as float32 until it becomes a torch tensor)
-DTYPES: dict[str, np.dtype] = {
-    name: np.dtype(np_name)
-    for name, np_name in {
-        "float16": "float16", "bfloat16": "float32", "float32": "float32", "float64": "float64",
-        "int8": "int8", "int16": "int16", "int32": "int32", "int64": "int64",
-        "uint8": "uint8", "bool": "bool",
-    }.items()
-}  # fmt: skip
-FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
 
 
 @dataclass(eq=False, slots=True)
@@ -132,7 +122,7 @@ def _reshape(arr: np.ndarray, shape: tuple[int, ...], loc: Loc) -> np.ndarray:
 
 def _cast(arr: np.ndarray, name: str, loc: Loc) -> np.ndarray:
     """Convert to the stated dtype, refusing values it cannot hold."""
-    target = DTYPES[name]
+    target = DTYPES[name].storage
     if target.kind == "f":
         bad = overflows(arr, name)
         if bad is not None and bad.any():

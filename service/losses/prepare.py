@@ -21,13 +21,12 @@ from pydantic import Field, ValidationError, create_model
 from pydantic_core import ErrorDetails
 
 from ..arrays import check_range, first_value, fmt_shape, overflows, position
-from ..codecs.tensors import FLOAT_DTYPES, Decoded
+from ..codecs.tensors import Decoded
+from ..dtypes import DTYPES, FLOAT_DTYPES
 from ..errors import ECHO_CHARS, MAX_ERRORS, ErrorItem, InvalidInput, clip, collect, pydantic_message, unknown_keys
 from .base import Checked, Loss, Params
 from .contract import FLOAT, Binding, check_shapes
 from .registry import Registry
-
-NP_FLOAT = {"float16": np.float16, "bfloat16": np.float32, "float32": np.float32, "float64": np.float64}
 
 
 @dataclass(eq=False, slots=True)
@@ -54,7 +53,7 @@ class Job:
 
     @property
     def torch_dtype(self) -> torch.dtype:
-        return getattr(torch, self.dtype)
+        return DTYPES[self.dtype].torch
 
 
 def prepare(
@@ -198,7 +197,7 @@ def _whole(loss: Loss) -> str:
 def _params_in_range(params: Params, dtype: str) -> list[ErrorItem]:
     """Every float param (and list of them) within what the compute dtype can hold: torch refuses
     to turn 1e39 into a float32 scalar (a RuntimeError), or the value silently becomes infinite."""
-    largest = float(torch.finfo(getattr(torch, dtype)).max)
+    largest = DTYPES[dtype].max
     errors = []
     for name, value in params:
         values = value if isinstance(value, (list, tuple)) else [value]
@@ -303,7 +302,7 @@ def _roles(loss: Loss, tensors: dict[str, Decoded]) -> list[ErrorItem]:
 
 def _compute_dtype(tensors: dict[str, Decoded], kinds: dict[str, str]) -> str:
     """The stated float dtypes of the float roles, promoted as PyTorch would; float32 if none."""
-    stated = [getattr(torch, t.dtype) for r, t in tensors.items() if kinds[r] == FLOAT and t.dtype in FLOAT_DTYPES]
+    stated = [DTYPES[t.dtype].torch for r, t in tensors.items() if kinds[r] == FLOAT and t.dtype in FLOAT_DTYPES]
     if not stated:
         return "float32"
     result = stated[0]
@@ -321,7 +320,7 @@ def _convert(role: str, t: Decoded, kind: str, dtype: str) -> np.ndarray:
         if t.dtype is not None and t.dtype not in FLOAT_DTYPES:
             raise InvalidInput.at(loc, f"expected a float tensor ({', '.join(FLOAT_DTYPES)}); got {t.dtype}")
         with np.errstate(over="ignore"):  # a value too large for the dtype becomes inf: found below
-            out = arr.astype(NP_FLOAT[dtype], copy=False)
+            out = arr.astype(DTYPES[dtype].storage, copy=False)
         if np.logical_and.reduce(np.isfinite(out), axis=None) and (
             dtype != "bfloat16" or overflows(out, dtype) is None
         ):

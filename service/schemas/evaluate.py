@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, SkipValidation, StrictBool, f
 from pydantic.functional_validators import BeforeValidator
 from pydantic.json_schema import WithJsonSchema
 
-from ..codecs.tensors import DTYPES
+from ..dtypes import DTYPES
 from ..errors import MAX_ERRORS, InvalidInput, Loc, clip, unknown_keys
 
 _DTYPE_ENUM = list(DTYPES)
