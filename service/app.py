@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 from contextlib import asynccontextmanager
 from functools import partial
 
@@ -11,14 +12,17 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
+from uvicorn.config import STARTUP_FAILURE  # the exit status of a worker that cannot start
 
 from . import __version__
-from .api import evaluate, health, losses, problems
+from .api import docs, evaluate, health, losses, problems
 from .api.middleware import Gateway
 from .config import Settings
+from .core import Core
 from .engine.device import choose_device, configure_threads
 from .engine.worker import Engine
-from .losses import default_registry
+from .losses.plugins import PluginError
+from .losses.plugins import registry as loss_registry
 from .observability import metrics
 from .observability.logging import AccessLog
 from .schemas.evaluate import EvaluateRequest
@@ -35,7 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = Engine(settings.engine, choose_device(settings.engine.device))
         engine.start()
         metrics.watch_engine(engine)
-        app.state.engine = engine
+        app.state.engine = app.state.core.engine = engine
         app.state.draining = False
         restore = _drain_on_sigterm(app)
         log.info("ready", extra={"device": str(engine.device), "torch_threads": threads})
@@ -58,13 +62,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # /v1/evaluate/ is a 404 that names /v1/evaluate, not an empty 307 (which most clients
         # follow by dropping a POST's body).
         redirect_slashes=False,
+        docs_url=None,  # /docs and /redoc: docs.install, with their assets served here (no CDN)
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.access_log = AccessLog(enabled=settings.access_log)
-    app.state.registry = default_registry()
+    app.state.registry = loss_registry(tuple(settings.plugins))  # built-ins and plugins; PluginError
+    app.state.core = Core(settings, app.state.registry)
     for router in (losses.router, evaluate.router, health.router):
         app.include_router(router)
     problems.install(app)
+    docs.install(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
@@ -156,4 +164,8 @@ def create_app_from_env() -> FastAPI:
     settings = Settings()
     configure(settings.log_level)
     memory.configure()
-    return create_app(settings)
+    try:
+        return create_app(settings)
+    except PluginError as exc:  # the deployer's mistake: one line that says which plugin and why
+        sys.stderr.write(f"loss-service: {exc}\n")
+        raise SystemExit(STARTUP_FAILURE) from None

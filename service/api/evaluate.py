@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import time
-
 from fastapi import APIRouter, Request
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope
@@ -14,17 +11,12 @@ from ..codecs import encode
 from ..codecs.body import Body, parse_json, read_body, read_multipart
 from ..codecs.npy import read_npy
 from ..codecs.tensors import Decoded, decode_tensor
-from ..config import Settings
-from ..engine.compute import Outcome
-from ..engine.worker import Engine, Ticket
-from ..errors import ServiceError, UnknownLoss
-from ..losses.prepare import Job, prepare
-from ..losses.registry import Registry
+from ..core import INLINE_BYTES, Admission, Ask, Core, Result, Spec, base64_text, json_text, offload
+from ..errors import ServiceError
 from ..schemas.evaluate import EvaluateRequest, EvaluateResponse
 from .problems import Reply, problem_reply, responses, unexpected_error
 
 router = APIRouter(tags=["evaluate"])
-INLINE_BYTES = 64 * 1024  # bodies larger than this are decoded and encoded off the event loop
 
 _REQUEST_DOC = {
     "requestBody": {
@@ -63,63 +55,44 @@ async def evaluate(request: Request) -> Response:
 
 async def answer(request: Request) -> list[bytes]:
     """The response body for a request, in pieces (see encode.dump_parts), or a ServiceError."""
-    state = request.app.state
-    settings: Settings = state.settings
-    engine: Engine = state.engine
-    deadline = time.perf_counter() + settings.engine.request_timeout_s
-    engine.reserve(0)  # 503 at once when the worker is not running
-    held = Held(engine)  # what the request needs beyond its body (which the Gateway counts)
-    try:
-        engine.arriving += 1
-        try:
-            job, encoding = await _decode(request, settings, state.registry, held)
-        finally:
-            engine.arriving -= 1
-        held.set(_working_bytes(job, encoding))
-        outcome, ticket = await engine.submit(job, deadline)
-        out_bytes = job.nbytes if (job.grad_roles or job.return_elementwise) else 0
-        return await _sized(out_bytes, _payload, job, outcome, ticket, str(engine.device), encoding)
-    finally:
-        held.set(0)
+    core: Core = request.app.state.core
+    deadline = core.deadline()
+    with core.admit() as admission:
+        with admission.decoding():
+            req, ask, tensors, size = await _decode(request, core, admission)
+        results = await core.evaluate(admission, ask, tensors, deadline, _TEXT[req.response_encoding], size)
+        out = sum(r.job.nbytes for r in results.values() if r.job.grad_roles or r.job.return_elementwise)
+        return await offload(out, _payload, req, results, str(admission.engine.device))
 
 
-class Held:
-    """A request's share of the in-flight budget beyond its body, set for each stage to a bound on
-    what that stage holds: raised (429 when the budget is full) or lowered as the request goes."""
-
-    __slots__ = ("engine", "nbytes")
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self.nbytes = 0
-
-    def set(self, nbytes: int) -> None:
-        if nbytes > self.nbytes:
-            self.engine.take(nbytes - self.nbytes)
-        elif nbytes < self.nbytes:
-            self.engine.release(self.nbytes - nbytes)
-        self.nbytes = nbytes
+_TEXT = {"json": json_text, "npy": base64_text}
 
 
-async def _decode(request: Request, settings: Settings, registry: Registry, held: Held) -> tuple[Job, str]:
+async def _decode(
+    request: Request, core: Core, admission: Admission
+) -> tuple[EvaluateRequest, Ask, dict[str, Decoded], int]:
+    """The request's fields, what it asks of the core, its tensors decoded, and its wire size."""
     _, raw = await read_body(request)
     if raw is not None:  # JSON (a multipart body comes as None: its parser streams it below)
         size = len(raw)
-        held.set(await _sized(size, _parsing_bytes, raw))
-        body = Body(await _sized(size, parse_json, raw))
+        admission.hold(await offload(size, _parsing_bytes, raw))
+        body = Body(await offload(size, parse_json, raw))
         del raw  # the parsed form is all that is needed from here on
     else:
         body = await read_multipart(request)
         size = sum(len(v) for v in body.files.values())
-    request.scope["state"]["loss"] = _loss_label(registry, body.request)
-    tensors = await _sized(size, _tensors, body, settings.limits.max_elements)
-    held.set(held.nbytes + 8 * sum(t.array.size for t in tensors.values()))  # prepare's conversions
-    spec, req = body.request.loss, body.request
-    job = await _sized(
-        size, prepare, registry, spec.name, spec.params, spec.reduction, tensors, req.return_grad,
-        req.return_elementwise,
-    )  # fmt: skip
-    return job, req.response_encoding
+    ask = _ask(body.request)
+    request.scope["state"]["loss"] = core.label(ask)
+    tensors = await offload(size, _tensors, body, core.settings.limits.max_elements)
+    return body.request, ask, tensors, size
+
+
+def _ask(req: EvaluateRequest) -> Ask:
+    if req.loss is not None:
+        losses = {"": Spec(req.loss.name, req.loss.params, req.loss.reduction)}
+    else:
+        losses = {label: Spec(s.name, s.params, s.reduction) for label, s in (req.losses or {}).items()}
+    return Ask(losses, req.return_grad, req.return_elementwise)
 
 
 def _parsing_bytes(raw: bytes | bytearray) -> int:
@@ -130,31 +103,6 @@ def _parsing_bytes(raw: bytes | bytearray) -> int:
     if len(raw) <= INLINE_BYTES:
         return 8 * (len(raw) // 2 + 1) + len(raw) * 3 // 4
     return 8 * (raw.count(b",") + raw.count(b"[") + 1) + len(raw) * 3 // 4
-
-
-def _working_bytes(job: Job, encoding: str) -> int:
-    """A bound on what a checked request holds until it is answered: its tensors, their
-    gradients and elementwise values, and the response's text (JSON numbers of up to 24
-    characters, or base64 .npy at 4/3 of the bytes)."""
-    grads = sum(job.arrays[r].size for r in job.grad_roles)
-    out = grads + (max(a.size for a in job.arrays.values()) if job.return_elementwise else 0)
-    itemsize = job.torch_dtype.itemsize
-    text = out * 24 if encoding == "json" else out * itemsize * 4 // 3 + 1024
-    return job.nbytes + out * itemsize + text
-
-
-async def _sized(size: int, fn, *args):
-    """Small work inline; large work (decoding, encoding) off the event loop, so that other
-    requests keep flowing while it runs."""
-    return await run_in_threadpool(fn, *args) if size > INLINE_BYTES else fn(*args)
-
-
-def _loss_label(registry: Registry, req: EvaluateRequest) -> str:
-    """The canonical name for metrics, or 'unknown' (never the client's free text)."""
-    try:
-        return registry.get(req.loss.name).name
-    except UnknownLoss:  # reported to the client by prepare()
-        return "unknown"
 
 
 def _tensors(body: Body, max_elements: int) -> dict[str, Decoded]:
@@ -168,11 +116,30 @@ def _tensors(body: Body, max_elements: int) -> dict[str, Decoded]:
     return tensors
 
 
-def _payload(job: Job, outcome: Outcome, ticket: Ticket, device: str, encoding: str) -> list[bytes]:
-    return encode.dump_parts(_content(job, outcome, ticket, device, encoding))
+def _payload(req: EvaluateRequest, results: dict[str, Result], device: str) -> list[bytes]:
+    encoding = req.response_encoding
+    if req.loss is not None:
+        (result,) = results.values()
+        return encode.dump_parts({**_content(result, encoding), "meta": _meta(results, device)})
+    answer = {"results": {label: _content(r, encoding) for label, r in results.items()}, "meta": _meta(results, device)}
+    return encode.dump_parts(answer)
 
 
-def _content(job: Job, outcome: Outcome, ticket: Ticket, device: str, encoding: str) -> dict:
+def _meta(results: dict[str, Result], device: str) -> dict:
+    first = next(iter(results.values()))
+    return {
+        "device": device,
+        "dtype": first.job.dtype,
+        "batch_size": max(r.outcome.batch_size for r in results.values()),
+        "queue_ms": round(max(r.ticket.queue_ms for r in results.values()), 3),
+        "compute_ms": round(sum(r.ticket.compute_ms for r in results.values()), 3),
+    }
+
+
+def _content(result: Result, encoding: str) -> dict:
+    """One loss's result, as a v1.0 response has it (without ``meta``)."""
+    job, outcome = result.job, result.outcome
+
     def out(arr):
         return encode.tensor(arr, job.dtype, encoding)
 
@@ -183,13 +150,6 @@ def _content(job: Job, outcome: Outcome, ticket: Ticket, device: str, encoding: 
         "value": encode.scalar(outcome.value),
         "elementwise": out(el) if el is not None else None,
         "grad": {k: out(v) for k, v in outcome.grads.items()} or None,
-        "meta": {
-            "device": device,
-            "dtype": job.dtype,
-            "batch_size": outcome.batch_size,
-            "queue_ms": round(ticket.queue_ms, 3),
-            "compute_ms": round(ticket.compute_ms, 3),
-        },
     }
 
 

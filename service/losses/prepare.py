@@ -64,9 +64,13 @@ def prepare(
     tensors: dict[str, Decoded],
     return_grad: bool | list[str],
     return_elementwise: bool,
+    *,
+    some_grads: bool = False,
 ) -> Job:
+    """``some_grads``: the roles of ``return_grad`` that the loss cannot differentiate are left out
+    (a request with several losses asks for every loss at once), where alone they are a 422."""
     loss = registry.get(name)
-    plan = _plan(loss, raw_params, reduction, tensors, return_grad)
+    plan = _plan(loss, raw_params, reduction, tensors, return_grad, some_grads)
     if return_elementwise and loss.whole(plan.params):
         raise InvalidInput.at(("return_elementwise",), f"{loss.name} has no elementwise values: {_whole(loss)}")
     arrays = {}
@@ -74,7 +78,7 @@ def prepare(
         arrays[role] = _convert(role, decoded, plan.kinds[role], plan.dtype)
     checked = Checked(arrays, plan.params, plan.binding)
     collect([e for check in loss.validate for e in check(checked)])
-    grads = plan.grads if plan.grads is not None else _grad_roles(loss, return_grad, plan.kinds)  # raises
+    grads = plan.grads if plan.grads is not None else _grad_roles(loss, return_grad, plan.kinds, some_grads)  # raises
     return Job(loss, plan.params, reduction, arrays, plan.dtype, grads, return_elementwise or reduction == "none", plan)
 
 
@@ -148,7 +152,12 @@ def _plan_bytes(key: tuple, params: Params) -> int:
 
 
 def _plan(
-    loss: Loss, raw_params: dict, reduction: str, tensors: dict[str, Decoded], return_grad: bool | list[str]
+    loss: Loss,
+    raw_params: dict,
+    reduction: str,
+    tensors: dict[str, Decoded],
+    return_grad: bool | list[str],
+    some_grads: bool = False,
 ) -> Plan:
     # more unknown names than are reported: no work per name (the length first: model_fields costs 1 us)
     if len(raw_params) > MAX_ERRORS and len(raw_params) > len(fields := loss.params.model_fields) + MAX_ERRORS:
@@ -157,7 +166,7 @@ def _plan(
         key = (
             id(loss), orjson.dumps(raw_params), reduction,
             tuple((role, t.dtype, t.array.shape) for role, t in tensors.items()),
-            return_grad if isinstance(return_grad, bool) else tuple(return_grad),
+            return_grad if isinstance(return_grad, bool) else tuple(return_grad), some_grads,
         )  # fmt: skip
     except TypeError:  # not JSON data: no caching
         key = None
@@ -176,7 +185,7 @@ def _plan(
     binding = check_shapes(loss.roles, {k: v.array.shape for k, v in tensors.items()})
     kinds = {r: f.kind for r, f in binding.forms.items()}
     try:
-        grads = _grad_roles(loss, return_grad, kinds)
+        grads = _grad_roles(loss, return_grad, kinds, some_grads)
     except InvalidInput:
         grads = None
     dtype = _compute_dtype(tensors, kinds)
@@ -348,7 +357,7 @@ def _convert(role: str, t: Decoded, kind: str, dtype: str) -> np.ndarray:
     return arr.astype(np.int64, copy=False)
 
 
-def _grad_roles(loss: Loss, wanted: bool | list[str], kinds: dict[str, str]) -> tuple[str, ...]:
+def _grad_roles(loss: Loss, wanted: bool | list[str], kinds: dict[str, str], some: bool = False) -> tuple[str, ...]:
     def ok(name: str) -> bool:
         r = loss.role(name)
         return r is not None and r.differentiable and kinds.get(name) == FLOAT
@@ -357,6 +366,8 @@ def _grad_roles(loss: Loss, wanted: bool | list[str], kinds: dict[str, str]) -> 
         return tuple(r.name for r in loss.roles if ok(r.name))
     if wanted is False:
         return ()
+    if some:
+        return tuple(name for name in dict.fromkeys(wanted) if ok(name))
     errors = []
     for i, name in enumerate(wanted):
         if loss.role(name) is None:

@@ -41,6 +41,7 @@ TENSOR_SCHEMA = {
 }
 TensorIn = Annotated[Any, WithJsonSchema(TENSOR_SCHEMA)]
 Reduction = Literal["mean", "sum", "none", "batchmean"]
+MAX_LOSSES = 16  # losses in one request
 MAX_ROLES = 64  # roles in inputs, names in return_grad: a loss has a few; more is refused before any work on them
 
 
@@ -55,6 +56,12 @@ def _few_fields(model: type[BaseModel], data: dict, loc: Loc) -> None:
 def _a_dict(value: object) -> dict:
     if not isinstance(value, dict):
         raise ValueError("input should be a valid dictionary")  # pydantic's words
+    return value
+
+
+def _few_losses(value: object) -> object:
+    if isinstance(value, dict) and len(value) > MAX_LOSSES:
+        raise ValueError(f"expected at most {MAX_LOSSES} losses; got {len(value)}")
     return value
 
 
@@ -79,11 +86,22 @@ class LossSpec(BaseModel):
     reduction: Reduction = "mean"
 
 
+# A loss as clients send it: a spec, or just its name (the name alone becomes a spec); OpenAPI
+# describes both forms, so that clients generated from the document may send either.
+LossIn = Annotated[LossSpec, BeforeValidator(_name_to_spec, json_schema_input_type=str | LossSpec)]
+
+
 class EvaluateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    loss: Annotated[LossSpec, BeforeValidator(_name_to_spec)] = Field(
-        description="a loss spec, or just the loss's name"
+    loss: LossIn | None = Field(
+        None, description="a loss spec, or just the loss's name (or, in its place, `losses`)"
+    )
+    losses: (
+        Annotated[dict[str, LossIn], BeforeValidator(_few_losses)] | None
+    ) = Field(
+        None,
+        description="several losses on the same tensors, by client-chosen labels (in place of `loss`)",
     )
     inputs: dict[str, TensorIn] = Field(default_factory=dict, description="one tensor per role")
     return_elementwise: StrictBool = False
@@ -106,6 +124,16 @@ class EvaluateRequest(BaseModel):
             if isinstance(inputs, dict) and len(inputs) > MAX_ROLES:
                 raise InvalidInput.at(("inputs",), f"expected at most {MAX_ROLES} roles; got {len(inputs)}")
         return data
+
+    @model_validator(mode="after")
+    def _one_of(self) -> EvaluateRequest:
+        if self.loss is None and self.losses is None:
+            raise InvalidInput.at(("loss",), "field required (or 'losses' for several)")
+        if self.loss is not None and self.losses is not None:
+            raise InvalidInput.at(("losses",), "expected either 'loss' or 'losses', not both")
+        if self.losses is not None and not self.losses:
+            raise InvalidInput.at(("losses",), "expected at least one loss")
+        return self
 
     @field_validator("return_grad")
     @classmethod

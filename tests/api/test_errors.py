@@ -458,7 +458,7 @@ CASES_422 = {
     ),
     "missing-loss": (
         {"inputs": {"input": X, "target": X}},
-        ["loss"], "field required",
+        ["loss"], "field required (or 'losses' for several)",
     ),
     "return-grad-unknown-role": (
         mse(return_grad=["inptu"]),

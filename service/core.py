@@ -1,0 +1,252 @@
+"""The protocol-neutral core that every protocol calls with tensors it has decoded.
+
+A protocol (v1's JSON and multipart, the Open Inference Protocol over HTTP, later gRPC) owns its
+wire format: how a body is read, how tensors are decoded and encoded, how errors are written.
+Everything else is here, once: admission against the in-flight budget, the checks (``prepare``),
+submission to the engine, the accounting of what each stage holds, and its release.
+
+    with core.admit() as admission:          # 503 when the worker is not running
+        with admission.decoding():            # the batcher waits for requests on their way
+            tensors, ask = <the protocol decodes>  (admission.hold(...) for what it holds)
+        evaluation = await core.evaluate(admission, ask, tensors, deadline, text_bytes, size)
+        <the protocol encodes evaluation.results>
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+
+from .codecs.tensors import Decoded
+from .config import Settings
+from .engine.compute import Outcome
+from .engine.worker import Engine, Ticket
+from .errors import ErrorItem, InvalidInput, NotReady, UnknownLoss, clip, collect
+from .losses.prepare import Job, prepare
+from .losses.registry import Registry
+
+INLINE_BYTES = 64 * 1024  # work on bodies larger than this runs off the event loop
+
+# A bound on the bytes of a response's text per output element of a given item size (JSON
+# numbers of up to 24 characters, base64 .npy at 4/3, raw bytes at 1): a protocol's encoding.
+TextBytes = Callable[[int, int], int]
+
+
+def json_text(elements: int, itemsize: int) -> int:
+    return elements * 24
+
+
+def base64_text(elements: int, itemsize: int) -> int:
+    return elements * itemsize * 4 // 3 + 1024
+
+
+def raw_bytes(elements: int, itemsize: int) -> int:
+    return elements * itemsize + 1024
+
+
+@dataclass(slots=True)
+class Spec:
+    """One loss as a request names it: a name, params and a reduction."""
+
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+    reduction: str = "mean"
+
+
+@dataclass(slots=True)
+class Ask:
+    """What a request asks of the core, whatever protocol carried it: one loss or several (by the
+    client's labels), and which outputs."""
+
+    losses: dict[str, Spec]
+    return_grad: bool | list[str] = False
+    return_elementwise: bool = False
+
+
+@dataclass(slots=True)
+class Result:
+    """One loss's answer: the checked job, what the engine computed, and its queue and compute times."""
+
+    job: Job
+    outcome: Outcome
+    ticket: Ticket
+
+
+class Admission:
+    """A request's hold on the service from its admission to its answer: its share of the in-flight
+    budget beyond its body (which the Gateway counts as it arrives), set for each stage to a bound
+    on what that stage holds, raised (429 when the budget is full) or lowered as the request goes,
+    and given back when it ends."""
+
+    __slots__ = ("engine", "nbytes")
+
+    def __init__(self, engine: Engine) -> None:
+        engine.reserve(0)  # 503 at once when the worker is not running
+        self.engine = engine
+        self.nbytes = 0
+
+    def hold(self, nbytes: int) -> None:
+        if nbytes > self.nbytes:
+            self.engine.take(nbytes - self.nbytes)
+        elif nbytes < self.nbytes:
+            self.engine.release(self.nbytes - nbytes)
+        self.nbytes = nbytes
+
+    def decoding(self) -> _Arriving:
+        """While a request decodes, the batcher knows that company is on its way."""
+        return _Arriving(self.engine)
+
+    def __enter__(self) -> Admission:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.hold(0)
+
+
+class _Arriving:
+    __slots__ = ("engine",)
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def __enter__(self) -> None:
+        self.engine.arriving += 1
+
+    def __exit__(self, *exc: object) -> None:
+        self.engine.arriving -= 1
+
+
+async def offload(size: int, fn: Callable[..., Any], *args: Any) -> Any:
+    """Small work inline; large work (decoding, checking, encoding) off the event loop, so that
+    other requests keep flowing while it runs."""
+    return await run_in_threadpool(fn, *args) if size > INLINE_BYTES else fn(*args)
+
+
+class Core:
+    """The service's evaluation, under every protocol. Made with the application; the engine is
+    attached when the lifespan starts it."""
+
+    def __init__(self, settings: Settings, registry: Registry) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.engine: Engine | None = None
+
+    def admit(self) -> Admission:
+        if self.engine is None:
+            raise NotReady("the compute worker is not running")
+        return Admission(self.engine)
+
+    def deadline(self) -> float:
+        """The deadline of a request arriving now (on ``time.perf_counter``'s clock)."""
+        return time.perf_counter() + self.settings.engine.request_timeout_s
+
+    def label(self, ask: Ask) -> str:
+        """The canonical name(s) for metrics and logs, or 'unknown' (never the client's free text)."""
+        names = []
+        for spec in ask.losses.values():
+            try:
+                names.append(self.registry.get(spec.name).name)
+            except UnknownLoss:  # reported to the client by check()
+                names.append("unknown")
+        return names[0] if len(names) == 1 else "+".join(sorted(set(names)))
+
+    def check(self, ask: Ask, tensors: dict[str, Decoded]) -> dict[str, Job]:
+        """Every loss of ``ask`` checked against the tensors it takes: the jobs, by label."""
+        if len(ask.losses) == 1:
+            ((label, spec),) = ask.losses.items()
+            return {label: self._prepare(spec, tensors, ask)}
+        return self._check_several(ask, tensors)
+
+    def _prepare(self, spec: Spec, tensors: dict[str, Decoded], ask: Ask) -> Job:
+        return prepare(
+            self.registry, spec.name, spec.params, spec.reduction, tensors, ask.return_grad, ask.return_elementwise
+        )
+
+    def _check_several(self, ask: Ask, tensors: dict[str, Decoded]) -> dict[str, Job]:
+        """Each loss takes the roles it declares from the shared tensors (decoded once; a role no
+        loss declares is a 422) and the gradients it can give of those asked for. A client's
+        error is reported where it is: under ``losses.<label>`` for a loss's name, params and
+        reduction, and named by the label for the tensors it checks."""
+        jobs: dict[str, Job] = {}
+        errors: list[ErrorItem] = []
+        declared: set[str] = set()
+        for label, spec in ask.losses.items():
+            try:
+                loss = self.registry.get(spec.name, ("losses", label))
+                roles = {r.name for r in loss.roles}
+                declared |= roles
+                own = {r: t for r, t in tensors.items() if r in roles}
+                jobs[label] = prepare(
+                    self.registry, spec.name, spec.params, spec.reduction, own, ask.return_grad,
+                    ask.return_elementwise, some_grads=True,
+                )  # fmt: skip
+            except InvalidInput as exc:
+                errors += [_under(label, e) for e in exc.errors]
+        errors += [
+            ErrorItem(("inputs", r), f"no loss of the request takes this role; they take {', '.join(sorted(declared))}")
+            for r in tensors
+            if r not in declared
+        ]
+        if isinstance(ask.return_grad, list):
+            errors += [
+                ErrorItem(("return_grad", i), f"no loss of the request takes role {clip(r)}")
+                for i, r in enumerate(ask.return_grad)
+                if r not in declared
+            ]
+        collect(errors)
+        return jobs
+
+    async def evaluate(
+        self,
+        admission: Admission,
+        ask: Ask,
+        tensors: dict[str, Decoded],
+        deadline: float,
+        text_bytes: TextBytes,
+        size: int,
+    ) -> dict[str, Result]:
+        """Check, hold what the request needs, compute: each loss's result, by label. ``size`` is
+        the request's wire size (whether its checks are worth moving off the event loop)."""
+        admission.hold(admission.nbytes + 8 * sum(t.array.size for t in tensors.values()))  # conversions
+        jobs = await offload(size, self.check, ask, tensors)
+        del tensors  # the jobs hold the converted arrays
+        admission.hold(working_bytes(list(jobs.values()), text_bytes))
+        engine = admission.engine
+        if len(jobs) == 1:
+            ((label, job),) = jobs.items()
+            outcome, ticket = await engine.submit(job, deadline)
+            return {label: Result(job, outcome, ticket)}
+        answers = await asyncio.gather(*(engine.submit(j, deadline) for j in jobs.values()), return_exceptions=True)
+        for a in answers:
+            if isinstance(a, BaseException):
+                raise a
+        return {label: Result(job, *a) for (label, job), a in zip(jobs.items(), answers, strict=True)}  # type: ignore[misc]
+
+
+def working_bytes(jobs: list[Job], text_bytes: TextBytes) -> int:
+    """A bound on what checked jobs hold until they are answered: their tensors (an array that
+    several jobs share counted once), their gradients and elementwise values, and the response's
+    text."""
+    seen: dict[int, int] = {}
+    total = 0
+    for job in jobs:
+        for arr in job.arrays.values():
+            seen[id(arr)] = arr.nbytes
+        grads = sum(job.arrays[r].size for r in job.grad_roles)
+        out = grads + (max(a.size for a in job.arrays.values()) if job.return_elementwise else 0)
+        itemsize = job.torch_dtype.itemsize
+        total += out * itemsize + text_bytes(out, itemsize)
+    return total + sum(seen.values())
+
+
+def _under(label: str, error: ErrorItem) -> ErrorItem:
+    """An error of one loss of several: a loss's own fields under ``losses.<label>``; a tensor's
+    message names the loss that checked it."""
+    if error.loc[:1] == ("loss",):
+        return ErrorItem(("losses", label, *error.loc[1:]), error.msg)
+    return ErrorItem(error.loc, f"{label}: {error.msg}")
