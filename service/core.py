@@ -66,6 +66,7 @@ class Ask:
     losses: dict[str, Spec]
     return_grad: bool | list[str] = False
     return_elementwise: bool = False
+    return_per_sample: bool = False
 
 
 @dataclass(slots=True)
@@ -164,8 +165,9 @@ class Core:
 
     def _prepare(self, spec: Spec, tensors: dict[str, Decoded], ask: Ask) -> Job:
         return prepare(
-            self.registry, spec.name, spec.params, spec.reduction, tensors, ask.return_grad, ask.return_elementwise
-        )
+            self.registry, spec.name, spec.params, spec.reduction, tensors, ask.return_grad, ask.return_elementwise,
+            return_per_sample=ask.return_per_sample,
+        )  # fmt: skip
 
     def _check_several(self, ask: Ask, tensors: dict[str, Decoded]) -> dict[str, Job]:
         """Each loss takes the roles it declares from the shared tensors (decoded once; a role no
@@ -183,7 +185,7 @@ class Core:
                 own = {r: t for r, t in tensors.items() if r in roles}
                 jobs[label] = prepare(
                     self.registry, spec.name, spec.params, spec.reduction, own, ask.return_grad,
-                    ask.return_elementwise, some_grads=True,
+                    ask.return_elementwise, some_grads=True, return_per_sample=ask.return_per_sample,
                 )  # fmt: skip
             except InvalidInput as exc:
                 errors += [_under(label, e) for e in exc.errors]

@@ -13,7 +13,7 @@ from ..codecs.npy import read_npy
 from ..codecs.tensors import Decoded, decode_tensor
 from ..core import INLINE_BYTES, Admission, Ask, Core, Result, Spec, base64_text, json_text, offload
 from ..errors import ServiceError
-from ..schemas.evaluate import EvaluateRequest, EvaluateResponse
+from ..schemas.evaluate import EvaluateManyResponse, EvaluateRequest, EvaluateResponse
 from .problems import Reply, problem_reply, responses, unexpected_error
 
 router = APIRouter(tags=["evaluate"])
@@ -44,7 +44,7 @@ _REQUEST_DOC = {
 
 @router.post(
     "/v1/evaluate",
-    response_model=EvaluateResponse,
+    response_model=EvaluateResponse | EvaluateManyResponse,
     summary="Evaluate one loss: value, elementwise values, gradients",
     openapi_extra=_REQUEST_DOC,
     responses=responses(400, 401, 404, 413, 415, 422, 429, 503, 504),
@@ -92,7 +92,7 @@ def _ask(req: EvaluateRequest) -> Ask:
         losses = {"": Spec(req.loss.name, req.loss.params, req.loss.reduction)}
     else:
         losses = {label: Spec(s.name, s.params, s.reduction) for label, s in (req.losses or {}).items()}
-    return Ask(losses, req.return_grad, req.return_elementwise)
+    return Ask(losses, req.return_grad, req.return_elementwise, req.return_per_sample)
 
 
 def _parsing_bytes(raw: bytes | bytearray) -> int:
@@ -150,7 +150,15 @@ def _content(result: Result, encoding: str) -> dict:
         "value": encode.scalar(outcome.value),
         "elementwise": out(el) if el is not None else None,
         "grad": {k: out(v) for k, v in outcome.grads.items()} or None,
+        "aggregate": _aggregate(outcome.aggregate),
+        **({"per_sample": out(outcome.per_sample)} if job.return_per_sample and outcome.per_sample is not None else {}),
     }
+
+
+def _aggregate(aggregate: tuple[float, float] | None) -> dict | None:
+    if aggregate is None:
+        return None
+    return {"sum": encode.scalar(aggregate[0]), "weight": encode.scalar(aggregate[1])}
 
 
 class EvaluateFastPath:

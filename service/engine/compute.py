@@ -26,6 +26,11 @@ class Outcome:
     elementwise: np.ndarray | None
     grads: dict[str, np.ndarray]
     batch_size: int
+    # (S, W): over any split of a data set into requests, sum(S) / sum(W) is the loss's mean over
+    # the whole set (value == S / W for mean and batchmean, value == S for sum); None where the
+    # value cannot be split so (losses that reduce the whole request) and for reduction none
+    aggregate: tuple[float, float] | None = None
+    per_sample: np.ndarray | None = None  # each sample's value under the reduction, shape (N,)
 
 
 def group_key(job: Job, solo_elements: int = 2**20) -> tuple | None:

@@ -42,6 +42,7 @@ class Job:
     grad_roles: tuple[str, ...]
     return_elementwise: bool
     plan: Plan | None = field(default=None, repr=False, compare=False)  # shared by like requests
+    return_per_sample: bool = False  # each sample's value under the reduction, shape (N,)
 
     @property
     def nbytes(self) -> int:
@@ -66,6 +67,7 @@ def prepare(
     return_elementwise: bool,
     *,
     some_grads: bool = False,
+    return_per_sample: bool = False,
 ) -> Job:
     """``some_grads``: the roles of ``return_grad`` that the loss cannot differentiate are left out
     (a request with several losses asks for every loss at once), where alone they are a 422."""
@@ -79,7 +81,8 @@ def prepare(
     checked = Checked(arrays, plan.params, plan.binding)
     collect([e for check in loss.validate for e in check(checked)])
     grads = plan.grads if plan.grads is not None else _grad_roles(loss, return_grad, plan.kinds, some_grads)  # raises
-    return Job(loss, plan.params, reduction, arrays, plan.dtype, grads, return_elementwise or reduction == "none", plan)
+    elementwise = return_elementwise or reduction == "none"
+    return Job(loss, plan.params, reduction, arrays, plan.dtype, grads, elementwise, plan, return_per_sample)
 
 
 @dataclass(frozen=True)

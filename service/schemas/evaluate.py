@@ -94,17 +94,14 @@ LossIn = Annotated[LossSpec, BeforeValidator(_name_to_spec, json_schema_input_ty
 class EvaluateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    loss: LossIn | None = Field(
-        None, description="a loss spec, or just the loss's name (or, in its place, `losses`)"
-    )
-    losses: (
-        Annotated[dict[str, LossIn], BeforeValidator(_few_losses)] | None
-    ) = Field(
+    loss: LossIn | None = Field(None, description="a loss spec, or just the loss's name (or, in its place, `losses`)")
+    losses: Annotated[dict[str, LossIn], BeforeValidator(_few_losses)] | None = Field(
         None,
         description="several losses on the same tensors, by client-chosen labels (in place of `loss`)",
     )
     inputs: dict[str, TensorIn] = Field(default_factory=dict, description="one tensor per role")
     return_elementwise: StrictBool = False
+    return_per_sample: StrictBool = Field(False, description="each sample's value under the reduction, shape (N,)")
     return_grad: Annotated[
         Any, WithJsonSchema({"oneOf": [{"type": "boolean"}, {"type": "array", "items": {"type": "string"}}]})
     ] = Field(False, description="true (every differentiable role), false, or a list of role names")
@@ -162,10 +159,35 @@ class Meta(BaseModel):
     compute_ms: float
 
 
-class EvaluateResponse(BaseModel):
+class Aggregate(BaseModel):
+    sum: float | str = Field(description="S: this request's share of a data set's sum")
+    weight: float | str = Field(
+        description="W: its share of the mean's denominator; sum(S) / sum(W) is the data set's mean"
+    )
+
+
+class LossResult(BaseModel):
+    """One loss's result."""
+
     loss: str
     reduction: Reduction
     value: float | str | None = Field(description='null with reduction none; "NaN"/"Infinity" when not finite')
     elementwise: TensorOut | None
     grad: dict[str, TensorOut] | None
+    aggregate: Aggregate | None = Field(
+        None, description="null for reduction none and for losses that reduce the whole request"
+    )
+    per_sample: TensorOut | None = Field(None, description="with return_per_sample: each sample's value, shape (N,)")
+
+
+class EvaluateResponse(LossResult):
+    """The answer to a request with one ``loss``."""
+
+    meta: Meta
+
+
+class EvaluateManyResponse(BaseModel):
+    """The answer to a request with several ``losses``: each loss's result by its label."""
+
+    results: dict[str, LossResult]
     meta: Meta
