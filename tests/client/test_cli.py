@@ -69,6 +69,18 @@ def test_losses_prints_a_table_of_the_catalog(server, env):
     ]
 
 
+def test_a_reader_that_leaves_early_gets_no_traceback(env):
+    """``loss-client losses | head -1``: stdout's reader is gone before the table is written."""
+    read, write = os.pipe()
+    os.close(read)
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("LOSS_SERVICE_")}
+    with os.fdopen(write, "wb") as stdout:
+        done = subprocess.run(
+            [LOSS_CLIENT, "losses"], check=False, env={**clean, **env}, stdout=stdout, stderr=subprocess.PIPE
+        )
+    assert (done.returncode, done.stderr) == (1, b"")
+
+
 def test_losses_json_is_the_catalog(server):
     done = run("losses", "--json", "--url", server.url, "--api-key", API_KEY)
     assert done.returncode == 0

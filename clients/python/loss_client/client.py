@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote
@@ -36,7 +36,7 @@ class Result:
     elementwise: np.ndarray | None
     grad: dict[str, np.ndarray]
     meta: dict[str, Any]
-    raw: dict[str, Any]
+    raw: dict[str, Any] = field(repr=False)
     aggregate: dict[str, Any] | None = None
     per_sample: np.ndarray | None = None
 
