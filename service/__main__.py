@@ -8,8 +8,10 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import sys
 
 import uvicorn
+from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
 from .config import Settings
@@ -47,7 +49,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     if config.workers > 1:
         # uvicorn's supervisor: each spawned worker runs its own server, engine and drain
-        Multiprocess(config, sockets=[config.bind_socket()]).run()
+        supervisor = Multiprocess(config, sockets=[config.bind_socket()])
+        supervisor.run()
+        if any(p.exitcode == STARTUP_FAILURE for p in supervisor.processes):  # a plugin could not load
+            sys.exit(STARTUP_FAILURE)
     else:
         DrainingServer(config).run()
 

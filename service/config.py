@@ -77,8 +77,13 @@ class Settings(BaseSettings):
         description="after SIGTERM, how long requests in progress may take before they get 503 "
         "(default: the engine's request_timeout_s)",
     )
+    plugins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="comma-separated module:attr of deployer plugin losses (besides the loss_service.losses "
+        "entry points)",
+    )
     engine: EngineSettings = Field(default_factory=EngineSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
 
-    _split = field_validator("cors_origins", mode="before")(_split_csv)
+    _split = field_validator("cors_origins", "plugins", mode="before")(_split_csv)

@@ -1,0 +1,3 @@
+"""A plugin module that fails as it is imported."""
+
+raise RuntimeError("the plugin's own start-up check failed")
