@@ -31,6 +31,7 @@ class Outcome:
     # value cannot be split so (losses that reduce the whole request) and for reduction none
     aggregate: tuple[float, float] | None = None
     per_sample: np.ndarray | None = None  # each sample's value under the reduction, shape (N,)
+    terms: list[Outcome] | None = None  # a composite's terms, each as a request alone
 
 
 def group_key(job: Job, solo_elements: int = 2**20) -> tuple | None:
@@ -77,22 +78,38 @@ def run_group(jobs: list[Job], device: torch.device) -> list[Outcome]:
         if r.name in head.arrays:
             parts = [j.arrays[r.name] for j in jobs]
             arr = parts[0] if len(parts) == 1 else _concat(parts, r.batch_dim or 0, r.ragged_dims)
-            inputs[r.name] = _to_device(arr, head, device)
+            inputs[r.name] = to_device(arr, head, device)
     leaves = [inputs[r] for r in head.grad_roles]
     with torch.enable_grad() if leaves else torch.inference_mode():
         for leaf in leaves:
             leaf.requires_grad_(True)
-        el = head.loss.forward(inputs, head.params)
-        if el.dtype in _HALF and head.loss.mean_weights is not None:
-            totals = _reduce_half(el, inputs, jobs, sizes)
-        elif head.loss.mean_weights is not None and (len(jobs) > 1 or _batchable(head)):
-            totals = _reduce_together(el, inputs, jobs, sizes)  # alone too: the same arithmetic as in a group
-        else:
-            totals = _reduce_each(el, inputs, jobs, sizes)
+        el, totals = reduce_group(jobs, inputs, sizes)
         grads = torch.autograd.grad(totals.sum(), leaves) if leaves else []
     host_totals = _on(totals.detach(), _CPU).tolist()
     values = [None if j.reduction == "none" else v for j, v in zip(jobs, host_totals, strict=True)]
     return _outcomes(jobs, sizes, el, values, dict(zip(head.grad_roles, grads, strict=True)))
+
+
+def reduce_group(jobs: list[Job], inputs: dict[str, torch.Tensor], sizes: list) -> tuple[torch.Tensor, torch.Tensor]:
+    """One forward call over the group's (concatenated) inputs: the elementwise values, and each
+    request's value from its own rows (for reduction none, the sum of its elementwise values,
+    which is what its gradient is taken of)."""
+    head = jobs[0]
+    el = head.loss.forward(inputs, head.params)
+    if el.dtype in _HALF and head.loss.mean_weights is not None:
+        totals = _reduce_half(el, inputs, jobs, sizes)
+    elif head.loss.mean_weights is not None and (len(jobs) > 1 or _batchable(head)):
+        totals = _reduce_together(el, inputs, jobs, sizes)  # alone too: the same arithmetic as in a group
+    else:
+        totals = _reduce_each(el, inputs, jobs, sizes)
+    return el, totals
+
+
+def term_totals(job: Job, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, Outcome]:
+    """One term of a composite, computed as a request alone: its value as a tensor of shape (1,)
+    in the autograd graph, and its outcome (the value, and what else a request alone gets)."""
+    _, totals = reduce_group([job], inputs, [None])
+    return totals, Outcome(float(totals.detach()[0]), None, {}, 1)
 
 
 def _batchable(job: Job) -> bool:
@@ -233,7 +250,7 @@ class _Rows(Mapping):
         return len(self._tensors)
 
 
-def _to_device(arr: np.ndarray, job: Job, device: torch.device) -> torch.Tensor:
+def to_device(arr: np.ndarray, job: Job, device: torch.device) -> torch.Tensor:
     """The compute dtype on the device; host memory pinned first so the copy can overlap."""
     t = torch.from_numpy(arr)
     if t.is_floating_point() and t.dtype != job.torch_dtype:
