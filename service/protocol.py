@@ -11,6 +11,19 @@ Limits on the request head (neither uvicorn nor httptools has any):
   memory until it is complete;
 - a head the parser refuses gets a 400 problem, not uvicorn's ``text/plain`` one.
 
+Upgrades and expectations, which uvicorn's httptools protocol gets wrong for clients in the wild:
+
+- an offer to upgrade to anything but a WebSocket (``Connection: Upgrade, HTTP2-Settings`` with
+  ``Upgrade: h2c``, what Java's default ``HttpClient`` and ``curl --http2`` send on plain HTTP) is
+  declined by answering over HTTP/1.1, as RFC 9110 (7.8) lets a server do. httptools stops parsing
+  at the end of such a request's head, as if it had no body, and uvicorn then ignores every byte
+  that follows: the application read an empty body, and the connection was dead. Here the parser
+  is replaced by a fresh one that reads the body with the request's own framing (Content-Length or
+  chunked) and then the requests that follow on the connection;
+- a request that sent ``Expect: 100-continue`` and is answered before its body was asked for (a
+  413 from its Content-Length, a 401) closes its connection after the answer: its client may send
+  the body or not (RFC 9110, 10.1.1), so what follows could not be told apart from a next request.
+
 Body chunks: uvicorn collects a request's body chunks in a ``bytearray`` (``cycle.body += chunk``)
 and hands ``bytes(cycle.body)`` to the application: two copies of every chunk after the parser's
 own. For a 26.7 MB .npy upload that is about 20 ms of copying on a 2-core VM (measured: a raw ASGI
@@ -27,6 +40,7 @@ Selected with ``uvicorn.Config(http=HTTP_PROTOCOL)``.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from typing import Any
 
@@ -42,9 +56,12 @@ RELIED_ON = {  # uvicorn's code that the chunk tweak depends on: (function, the 
 }
 
 try:
+    import httptools
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 except ImportError:  # pragma: no cover - uvicorn[standard] brings httptools
     HttpToolsProtocol = RequestResponseCycle = None  # type: ignore[assignment,misc]
+
+FRAMING = (b"content-length", b"transfer-encoding")  # the headers that delimit a request's body
 
 
 def keeps_chunks(functions: dict | None = None) -> bool:
@@ -113,14 +130,31 @@ if HttpToolsProtocol is not None:
             self._in_head = False
             self._watchdog.disarm(self)
             super().on_headers_complete()
+            cycle = self.cycle
+            if self.expect_100_continue and cycle is not None and cycle.scope is self.scope:
+                cycle.__class__ = _ExpectingCycle  # (the same object: only its send differs)
 
         def _start_head(self, *, started: bool) -> None:
             self._in_head, self._head_started, self._head_bytes, self._head_parsed = True, started, 0, 0
             self._watchdog.arm(self, self._limits.header_timeout_s, _head_timed_out, self)
 
-        # --- the head's size ---------------------------------------------------------------
+        # --- the head's size; upgrades declined -------------------------------------------
         def data_received(self, data: bytes) -> None:
-            super().data_received(data)
+            """uvicorn's, but for an upgrade other than to a WebSocket, which is declined."""
+            self._unset_keepalive_if_required()
+            fed: bytes | None = data
+            while fed is not None:
+                chunk, fed = fed, None
+                try:
+                    self.parser.feed_data(chunk)
+                except httptools.HttpParserError:
+                    self.send_400_response("Invalid HTTP request received.")
+                    return
+                except httptools.HttpParserUpgrade as upgrade:
+                    if self._should_upgrade():
+                        self.handle_websocket_upgrade()
+                        return
+                    fed = self._decline_upgrade(chunk[upgrade.args[0] :])
             if self._in_head and self._head_started and not self.transport.is_closing():
                 self._head_bytes += len(data)  # (httptools holds a header until it is complete)
                 if self._head_bytes > self._limits.max_header_bytes:
@@ -138,6 +172,28 @@ if HttpToolsProtocol is not None:
             if self._head_parsed > self._limits.max_header_bytes:
                 self._stop(self._head_too_large())
             super().on_header(name, value)
+
+        def _decline_upgrade(self, rest: bytes) -> bytes | None:
+            """Go on in HTTP/1.1 after a request whose head offered an upgrade (``rest``: the
+            bytes after that head): a fresh parser, first fed a stand-in head with the request's
+            framing headers, reads its body and then the requests that follow. Returns what the
+            new parser is to be fed, or None after a CONNECT (what follows it is a tunnel: its
+            connection is closed once it is answered)."""
+            cycle, headers = self.cycle, self.headers
+            if self.scope.get("method") == "CONNECT" or cycle is None or cycle.scope is not self.scope:
+                if cycle is not None:
+                    cycle.keep_alive = False
+                return None
+            framing = [name + b": " + value + b"\r\n" for name, value in headers if name in FRAMING]
+            version = self.parser.get_http_version().encode()
+            callbacks = _AfterDeclinedUpgrade(self)
+            self.parser = httptools.HttpRequestParser(callbacks)
+            with contextlib.suppress(AttributeError):  # (as uvicorn: httptools < 0.6.3 has no such setting)
+                self.parser.set_dangerous_leniencies(lenient_data_after_close=True)
+            cycle.more_body = True  # (the old parser ended the request at its head)
+            cycle.message_event.clear()
+            self.parser.feed_data(b"".join([b"POST / HTTP/", version, b"\r\n", *framing, b"\r\n"]))
+            return rest
 
         def _head_too_large(self) -> ServiceError:
             limit = self._limits.max_header_bytes
@@ -172,6 +228,43 @@ if HttpToolsProtocol is not None:
                 if not cycle.body:  # the application has taken everything before this chunk
                     cycle.body = b""  # type: ignore[assignment]  # bytes, where uvicorn has bytearray()
                 super().on_body(body)
+
+    class _AfterDeclinedUpgrade:
+        """The parser callbacks of a connection after a declined upgrade: those of the stand-in
+        head are dropped (its request is under way already); from its body on, the protocol's."""
+
+        def __init__(self, protocol: HttpProtocol) -> None:
+            self._protocol = protocol
+            self._stand_in = True
+            self.on_body = protocol.on_body
+            self.on_message_complete = protocol.on_message_complete
+
+        def on_message_begin(self) -> None:
+            if not self._stand_in:
+                self._protocol.on_message_begin()
+
+        def on_url(self, url: bytes) -> None:
+            if not self._stand_in:
+                self._protocol.on_url(url)
+
+        def on_header(self, name: bytes, value: bytes) -> None:
+            if not self._stand_in:
+                self._protocol.on_header(name, value)
+
+        def on_headers_complete(self) -> None:
+            if self._stand_in:
+                self._stand_in = False
+            else:
+                self._protocol.on_headers_complete()
+
+    class _ExpectingCycle(RequestResponseCycle):
+        """A request that sent ``Expect: 100-continue``: answered before it was told to send its
+        body, it closes its connection (its client may send the body or not)."""
+
+        async def send(self, message: Any) -> None:
+            if not self.response_started and self.waiting_for_100_continue and self.more_body:
+                self.keep_alive = False
+            await super().send(message)
 
     def _head_timed_out(protocol: HttpProtocol) -> None:
         if protocol.transport is None or protocol.transport.is_closing():
