@@ -73,3 +73,16 @@ def cross_entropy_reference() -> tuple[float, list[float]]:
     value = F.cross_entropy(logits, torch.tensor(CROSS_ENTROPY["inputs"]["target"]), label_smoothing=0.1)
     value.backward()
     return value.item(), logits.grad.flatten().tolist()
+
+
+async def converse(port: int, requests: list[bytes]) -> list[tuple[int, dict, bytes]]:
+    """Each request on one connection after the answer to the one before (keep-alive)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        answers = []
+        for data in requests:
+            writer.write(data)
+            answers.append(await read_answer(reader))
+        return answers
+    finally:
+        await close(writer)
