@@ -27,7 +27,8 @@ from .config import Settings
 from .engine.compute import Outcome
 from .engine.worker import Engine, Ticket
 from .errors import ErrorItem, InvalidInput, NotReady, UnknownLoss, clip, collect
-from .losses.prepare import Job, prepare
+from .losses.composite import COMPOSITE, AnyJob, Term, prepare_named, prepare_terms
+from .losses.prepare import prepare
 from .losses.registry import Registry
 
 INLINE_BYTES = 64 * 1024  # work on bodies larger than this runs off the event loop
@@ -56,6 +57,7 @@ class Spec:
     name: str
     params: dict[str, Any] = field(default_factory=dict)
     reduction: str = "mean"
+    terms: list[tuple[Spec, float]] | None = None  # a composite: (term, weight), in place of a name
 
 
 @dataclass(slots=True)
@@ -73,7 +75,7 @@ class Ask:
 class Result:
     """One loss's answer: the checked job, what the engine computed, and its queue and compute times."""
 
-    job: Job
+    job: AnyJob
     outcome: Outcome
     ticket: Ticket
 
@@ -156,37 +158,57 @@ class Core:
                 names.append("unknown")
         return names[0] if len(names) == 1 else "+".join(sorted(set(names)))
 
-    def check(self, ask: Ask, tensors: dict[str, Decoded]) -> dict[str, Job]:
+    def check(self, ask: Ask, tensors: dict[str, Decoded]) -> dict[str, AnyJob]:
         """Every loss of ``ask`` checked against the tensors it takes: the jobs, by label."""
         if len(ask.losses) == 1:
             ((label, spec),) = ask.losses.items()
             return {label: self._prepare(spec, tensors, ask)}
         return self._check_several(ask, tensors)
 
-    def _prepare(self, spec: Spec, tensors: dict[str, Decoded], ask: Ask) -> Job:
+    def _prepare(self, spec: Spec, tensors: dict[str, Decoded], ask: Ask, several: bool = False) -> AnyJob:
+        """One loss, a named composite or a request's composite, checked against ``tensors``."""
+        if spec.terms is not None:
+            terms = [Term(s.name, s.params, s.reduction, w) for s, w in spec.terms]
+            return prepare_terms(
+                self.registry, COMPOSITE, terms, tensors, ask.return_grad, ask.return_elementwise,
+                ask.return_per_sample,
+            )  # fmt: skip
+        if self.registry.get(spec.name).expand is not None:
+            return prepare_named(
+                self.registry, spec.name, spec.params, spec.reduction, tensors, ask.return_grad,
+                ask.return_elementwise, ask.return_per_sample,
+            )  # fmt: skip
         return prepare(
             self.registry, spec.name, spec.params, spec.reduction, tensors, ask.return_grad, ask.return_elementwise,
-            return_per_sample=ask.return_per_sample,
+            some_grads=several, return_per_sample=ask.return_per_sample,
         )  # fmt: skip
 
-    def _check_several(self, ask: Ask, tensors: dict[str, Decoded]) -> dict[str, Job]:
+    def _roles(self, spec: Spec) -> set[str]:
+        """The roles a loss (or every term of a composite) declares."""
+        if spec.terms is not None:
+            return {r for s, _ in spec.terms for r in self._roles(s)}
+        loss = self.registry.get(spec.name)
+        if loss.expand is not None:
+            return {r.name for r in loss.roles}
+        return {r.name for r in loss.roles}
+
+    def _check_several(self, ask: Ask, tensors: dict[str, Decoded]) -> dict[str, AnyJob]:
         """Each loss takes the roles it declares from the shared tensors (decoded once; a role no
         loss declares is a 422) and the gradients it can give of those asked for. A client's
         error is reported where it is: under ``losses.<label>`` for a loss's name, params and
         reduction, and named by the label for the tensors it checks."""
-        jobs: dict[str, Job] = {}
+        jobs: dict[str, AnyJob] = {}
         errors: list[ErrorItem] = []
         declared: set[str] = set()
         for label, spec in ask.losses.items():
             try:
-                loss = self.registry.get(spec.name, ("losses", label))
-                roles = {r.name for r in loss.roles}
+                try:
+                    roles = self._roles(spec)
+                except UnknownLoss as exc:
+                    raise UnknownLoss(errors=[_under(label, e) for e in exc.errors]) from None
                 declared |= roles
                 own = {r: t for r, t in tensors.items() if r in roles}
-                jobs[label] = prepare(
-                    self.registry, spec.name, spec.params, spec.reduction, own, ask.return_grad,
-                    ask.return_elementwise, some_grads=True, return_per_sample=ask.return_per_sample,
-                )  # fmt: skip
+                jobs[label] = self._prepare(spec, own, ask, several=True)
             except InvalidInput as exc:
                 errors += [_under(label, e) for e in exc.errors]
         errors += [
@@ -230,7 +252,7 @@ class Core:
         return {label: Result(job, *a) for (label, job), a in zip(jobs.items(), answers, strict=True)}  # type: ignore[misc]
 
 
-def working_bytes(jobs: list[Job], text_bytes: TextBytes) -> int:
+def working_bytes(jobs: list[AnyJob], text_bytes: TextBytes) -> int:
     """A bound on what checked jobs hold until they are answered: their tensors (an array that
     several jobs share counted once), their gradients and elementwise values, and the response's
     text."""

@@ -13,7 +13,8 @@ from ..codecs.npy import read_npy
 from ..codecs.tensors import Decoded, decode_tensor
 from ..core import INLINE_BYTES, Admission, Ask, Core, Result, Spec, base64_text, json_text, offload
 from ..errors import ServiceError
-from ..schemas.evaluate import EvaluateManyResponse, EvaluateRequest, EvaluateResponse
+from ..losses.composite import CompositeJob
+from ..schemas.evaluate import EvaluateManyResponse, EvaluateRequest, EvaluateResponse, LossSpec
 from .problems import Reply, problem_reply, responses, unexpected_error
 
 router = APIRouter(tags=["evaluate"])
@@ -89,10 +90,17 @@ async def _decode(
 
 def _ask(req: EvaluateRequest) -> Ask:
     if req.loss is not None:
-        losses = {"": Spec(req.loss.name, req.loss.params, req.loss.reduction)}
+        losses = {"": _spec(req.loss)}
     else:
-        losses = {label: Spec(s.name, s.params, s.reduction) for label, s in (req.losses or {}).items()}
+        losses = {label: _spec(s) for label, s in (req.losses or {}).items()}
     return Ask(losses, req.return_grad, req.return_elementwise, req.return_per_sample)
+
+
+def _spec(s: LossSpec) -> Spec:
+    if s.terms is not None:
+        return Spec("", terms=[(_spec(t.loss), t.weight) for t in s.terms])
+    assert s.name is not None  # LossSpec has a name or terms
+    return Spec(s.name, s.params, s.reduction)
 
 
 def _parsing_bytes(raw: bytes | bytearray) -> int:
@@ -144,15 +152,28 @@ def _content(result: Result, encoding: str) -> dict:
         return encode.tensor(arr, job.dtype, encoding)
 
     el = outcome.elementwise
-    return {
-        "loss": job.loss.name,
+    content = {
+        "loss": job.name,
         "reduction": job.reduction,
         "value": encode.scalar(outcome.value),
         "elementwise": out(el) if el is not None else None,
         "grad": {k: out(v) for k, v in outcome.grads.items()} or None,
         "aggregate": _aggregate(outcome.aggregate),
-        **({"per_sample": out(outcome.per_sample)} if job.return_per_sample and outcome.per_sample is not None else {}),
     }
+    if job.return_per_sample and outcome.per_sample is not None:
+        content["per_sample"] = out(outcome.per_sample)
+    if isinstance(job, CompositeJob) and outcome.terms is not None:
+        content["terms"] = [
+            {
+                "loss": term.name,
+                "reduction": term.reduction,
+                "weight": weight,
+                "value": encode.scalar(o.value),
+                "aggregate": _aggregate(o.aggregate),
+            }
+            for term, weight, o in zip(job.terms, job.weights, outcome.terms, strict=True)
+        ]
+    return content
 
 
 def _aggregate(aggregate: tuple[float, float] | None) -> dict | None:

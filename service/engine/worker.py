@@ -26,8 +26,9 @@ from ..errors import (
     ServiceError,
     TooLarge,
 )
-from ..losses.prepare import Job
+from ..losses.composite import AnyJob, CompositeJob
 from ..observability import metrics
+from .composite import run_composite
 from .compute import Outcome, group_key, run_group
 from .device import probe
 
@@ -39,7 +40,7 @@ TRIM_IDLE_S = 1.0  # ... once nothing has been in flight for this long
 
 @dataclass(eq=False, slots=True)
 class Ticket:
-    job: Job
+    job: AnyJob
     future: asyncio.Future
     loop: asyncio.AbstractEventLoop
     deadline: float
@@ -175,7 +176,7 @@ class Engine:
         elif self.inflight_bytes == 0:  # busy since, idle again now: wait for quiet again
             self._trim_timer = loop.call_later(TRIM_IDLE_S, self._trim_if_idle, loop, self._taken)
 
-    async def submit(self, job: Job, deadline: float) -> tuple[Outcome, Ticket]:
+    async def submit(self, job: AnyJob, deadline: float) -> tuple[Outcome, Ticket]:
         loop = asyncio.get_running_loop()
         ticket = Ticket(job, loop.create_future(), loop, deadline)
         left = deadline - ticket.queued_at
@@ -258,7 +259,9 @@ class Engine:
     def _key(self, ticket: Ticket) -> object:
         """The ticket's group key (None: it runs alone), computed once however long it waits."""
         if ticket.key is None:
-            ticket.key = group_key(ticket.job, self.settings.solo_elements) or _SOLO
+            job = ticket.job  # a composite runs alone
+            key = None if isinstance(job, CompositeJob) else group_key(job, self.settings.solo_elements)
+            ticket.key = key or _SOLO
         return None if ticket.key is _SOLO else ticket.key
 
     def _compute(self, batch: list[Ticket]) -> None:
@@ -277,7 +280,11 @@ class Engine:
     def _run_tickets(self, tickets: list[Ticket]) -> None:
         start = time.perf_counter()
         try:
-            outcomes = run_group([t.job for t in tickets], self.device)
+            head = tickets[0].job
+            if isinstance(head, CompositeJob):
+                outcomes = [run_composite(head, self.device)]
+            else:
+                outcomes = run_group([t.job for t in tickets], self.device)  # type: ignore[misc]
         except torch.OutOfMemoryError:
             self._release_device_memory()
             if len(tickets) > 1:  # too big together: split the batch and try the halves
@@ -313,8 +320,8 @@ class Engine:
         finish_all([(t, error) for t in pending])  # a no-op for tickets already answered
 
 
-def _as_service_error(exc: Exception, job: Job) -> ServiceError:
+def _as_service_error(exc: Exception, job: AnyJob) -> ServiceError:
     if isinstance(exc, ServiceError):
         return exc
-    log.error("compute failed for %s: %s: %s", job.loss.name, type(exc).__name__, exc)
-    return ComputeFailed(f"computing {job.loss.name} failed on the device; the error was logged")
+    log.error("compute failed for %s: %s: %s", job.name, type(exc).__name__, exc)
+    return ComputeFailed(f"computing {job.name} failed on the device; the error was logged")

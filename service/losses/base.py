@@ -152,6 +152,10 @@ class Loss:
     # (param, value) that makes a decomposable loss reduce the whole request, as a loss that is not
     # decomposable does: dice's batch=True (sums pooled over the batch), Lovasz's per_image=False.
     pooled_when: tuple[str, Any] | None = None
+    # A named composite (dice_ce): its params expand into terms (see losses.composite), computed
+    # as a weighted sum of catalog losses; ``forward`` is never called. expand(params, reduction,
+    # tensors) -> (terms, tensors as the terms take them).
+    expand: Callable[[Any, str, dict], tuple[list, dict]] | None = None
 
     def __post_init__(self) -> None:
         if self.pooled_when is not None:

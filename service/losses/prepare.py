@@ -45,6 +45,10 @@ class Job:
     return_per_sample: bool = False  # each sample's value under the reduction, shape (N,)
 
     @property
+    def name(self) -> str:
+        return self.loss.name
+
+    @property
     def nbytes(self) -> int:
         return sum(a.nbytes for a in self.arrays.values())
 

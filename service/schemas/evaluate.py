@@ -42,6 +42,7 @@ TENSOR_SCHEMA = {
 TensorIn = Annotated[Any, WithJsonSchema(TENSOR_SCHEMA)]
 Reduction = Literal["mean", "sum", "none", "batchmean"]
 MAX_LOSSES = 16  # losses in one request
+MAX_TERMS = 16  # terms of a composite
 MAX_ROLES = 64  # roles in inputs, names in return_grad: a loss has a few; more is refused before any work on them
 
 
@@ -79,11 +80,42 @@ def _name_to_spec(value: object) -> object:
 
 
 class LossSpec(BaseModel):
+    """A loss (``name``, ``params``, ``reduction``), or a composite (``terms`` alone)."""
+
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(description="canonical name or alias, e.g. cross_entropy or CrossEntropyLoss")
+    name: str | None = Field(None, description="canonical name or alias, e.g. cross_entropy or CrossEntropyLoss")
     params: ParamsIn = Field(default_factory=dict, description="hyper-parameters; see the loss's params schema")
     reduction: Reduction = "mean"
+    terms: Annotated[list[Term], Field(min_length=1, max_length=MAX_TERMS)] | None = Field(
+        None,
+        description="a composite, in place of name: the weighted sum of these losses' values, one gradient for it",
+    )
+
+    @model_validator(mode="after")
+    def _name_or_terms(self) -> LossSpec:
+        if self.terms is None:
+            if self.name is None:
+                raise ValueError("expected 'name' (a loss) or 'terms' (a composite)")
+        elif self.name is not None or self.params or "reduction" in self.model_fields_set:
+            raise ValueError("a composite takes only 'terms' (each term has its own name, params and reduction)")
+        return self
+
+
+class Term(BaseModel):
+    """One term of a composite: a loss (by name or spec) and its weight."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    loss: Annotated[LossSpec, BeforeValidator(_name_to_spec, json_schema_input_type=str | LossSpec)]
+    weight: Annotated[float, Field(allow_inf_nan=False)] = 1.0
+
+    @field_validator("loss")
+    @classmethod
+    def _one_loss(cls, value: LossSpec) -> LossSpec:
+        if value.terms is not None:
+            raise ValueError("a term is one loss, not a composite")
+        return value
 
 
 # A loss as clients send it: a spec, or just its name (the name alone becomes a spec); OpenAPI
