@@ -114,11 +114,11 @@ def registry(specs: tuple[str, ...] = ()) -> Registry:
     # normalized name -> (the name as spelled, its loss, who declared it)
     owners = {normalize(a): (a, x, f"the built-in loss {x.name!r}") for x in ALL_LOSSES for a in (x.name, *x.aliases)}
     seen: set[int] = set()
-    for label, source, obj in [*(_from_setting(spec) for spec in specs), *_from_entry_points()]:
+    for label, obj in [*(_from_setting(spec) for spec in specs), *_from_entry_points()]:
         if id(obj) in seen:  # the same object named twice (in the setting and by an entry point)
             continue
         seen.add(id(obj))
-        for loss in as_losses(label, source, obj):
+        for loss in as_losses(label, obj):
             mine = (loss, f"{loss.name!r} of plugin {label}")
             for alias in (loss.name, *loss.aliases):
                 spelled, owner, who = owners.setdefault(normalize(alias), (alias, *mine))
@@ -129,7 +129,7 @@ def registry(specs: tuple[str, ...] = ()) -> Registry:
     return Registry(losses)
 
 
-def _from_setting(spec: str) -> tuple[str, str, object]:
+def _from_setting(spec: str) -> tuple[str, object]:
     label = repr(spec)
     module, sep, attr = spec.partition(":")
     if not sep or not module.strip() or not attr.strip():
@@ -143,16 +143,16 @@ def _from_setting(spec: str) -> tuple[str, str, object]:
         if not hasattr(obj, part):
             raise PluginError(label, f"{path!r} has no attribute {part!r}")
         obj, path = getattr(obj, part), f"{path}.{part}"
-    return label, spec.strip(), obj
+    return label, obj
 
 
-def _from_entry_points() -> list[tuple[str, str, object]]:
+def _from_entry_points() -> list[tuple[str, object]]:
     found = []
     for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
         dist = f" of {ep.dist.name}" if ep.dist is not None else ""
         label = f"{ep.value!r} (entry point {ep.name!r}{dist})"
         try:
-            found.append((label, ep.value, ep.load()))
+            found.append((label, ep.load()))
         except Exception as exc:
             raise PluginError(label, f"cannot load it: {_one_line(exc)}") from None
     return found
@@ -163,7 +163,7 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {'; '.join(lines)}" if lines else type(exc).__name__
 
 
-def as_losses(label: str, source: str, obj: object) -> list[Loss]:
+def as_losses(label: str, obj: object) -> list[Loss]:
     """The losses a plugin object stands for: a Loss, a module class, or a list or tuple of them."""
     items = list(obj) if isinstance(obj, (list, tuple)) else [obj]
     losses = []
@@ -173,7 +173,7 @@ def as_losses(label: str, source: str, obj: object) -> list[Loss]:
                 raise PluginError(label, f"the params of {item.name!r} are not a subclass of Params")
             loss = item
         elif isinstance(item, type) and issubclass(item, nn.Module):
-            loss = module_loss(item, label, source)
+            loss = module_loss(item, label)
         else:
             raise PluginError(label, f"expected an nn.Module subclass, a Loss, or a list of them; got {_what(item)}")
         for alias in (loss.name, *loss.aliases):
@@ -197,7 +197,7 @@ def _what(obj: object) -> str:
 # --- a module as a Loss -----------------------------------------------------------------------
 
 
-def module_loss(cls: type[nn.Module], label: str, source: str) -> Loss:
+def module_loss(cls: type[nn.Module], label: str) -> Loss:
     declared: Declaration = cls.__dict__.get("__loss_plugin__") or Declaration()
     fields, elementwise = _hyper_parameters(cls, label)
     params = create_model(f"{cls.__name__}Params", __base__=Params, __module__=cls.__module__, **fields)
@@ -214,7 +214,7 @@ def module_loss(cls: type[nn.Module], label: str, source: str) -> Loss:
             name=name,
             summary=declared.summary or (doc.splitlines()[0] if doc else f"{cls.__name__} (a deployer plugin)"),
             category=declared.category,
-            reference=declared.reference or f"deployer plugin {source}",
+            reference=declared.reference or f"deployer plugin {cls.__module__}:{cls.__qualname__}",
             roles=roles,
             forward=_elementwise(instances, name, roles[0]) if elementwise else _scalar(instances, name),
             elementwise_shape=declared.elementwise_shape or ("(N, *)" if elementwise else "() the module's scalar"),
