@@ -69,6 +69,7 @@ class Ask:
     return_grad: bool | list[str] = False
     return_elementwise: bool = False
     return_per_sample: bool = False
+    several: bool = False  # losses by label (v1.1's ``losses``), even when there is one
 
 
 @dataclass(slots=True)
@@ -160,7 +161,7 @@ class Core:
 
     def check(self, ask: Ask, tensors: dict[str, Decoded]) -> dict[str, AnyJob]:
         """Every loss of ``ask`` checked against the tensors it takes: the jobs, by label."""
-        if len(ask.losses) == 1:
+        if not ask.several:
             ((label, spec),) = ask.losses.items()
             return {label: self._prepare(spec, tensors, ask)}
         return self._check_several(ask, tensors)

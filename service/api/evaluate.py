@@ -93,7 +93,7 @@ def _ask(req: EvaluateRequest) -> Ask:
         losses = {"": _spec(req.loss)}
     else:
         losses = {label: _spec(s) for label, s in (req.losses or {}).items()}
-    return Ask(losses, req.return_grad, req.return_elementwise, req.return_per_sample)
+    return Ask(losses, req.return_grad, req.return_elementwise, req.return_per_sample, req.losses is not None)
 
 
 def _spec(s: LossSpec) -> Spec:

@@ -87,15 +87,16 @@ def prepare_terms(
     converted: dict[tuple[str, str, str], np.ndarray] = {}
     for i, term in enumerate(terms):
         where = (*loc, "terms", i, "loss")
+        loss = registry.get(term.name, (*where, "name"))
+        roles = {r.name for r in loss.roles}
+        declared |= roles
+        if loss.expand is not None:
+            errors.append(ErrorItem((*where, "name"), f"{loss.name} is a composite itself; give its terms instead"))
+            continue
         if term.reduction == "none":
             errors.append(ErrorItem((*where, "reduction"), "a term reduces by 'mean' or 'sum', not 'none'"))
             continue
         try:
-            loss = registry.get(term.name, (*where, "name"))
-            if loss.expand is not None:
-                raise InvalidInput.at((*where, "name"), f"{loss.name} is a composite itself; give its terms instead")
-            roles = {r.name for r in loss.roles}
-            declared |= roles
             own = {r: t for r, t in tensors.items() if r in roles}
             job = prepare(
                 registry, loss.name, term.params, term.reduction, own, return_grad, False,

@@ -92,7 +92,7 @@ LOSSES = [
         reference="MONAI DiceCELoss",
         roles=(INPUT, target_role(differentiable=False)),
         forward=_through_terms,
-        elementwise_shape="none: a weighted sum of two means",
+        elementwise_shape="() none: the value is a weighted sum of two reduced losses",
         params=DiceCEParams,
         reductions=("mean", "sum"),
         aliases=("DiceCELoss", "dicece"),

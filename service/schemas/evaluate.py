@@ -108,7 +108,7 @@ class Term(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     loss: Annotated[LossSpec, BeforeValidator(_name_to_spec, json_schema_input_type=str | LossSpec)]
-    weight: Annotated[float, Field(allow_inf_nan=False)] = 1.0
+    weight: Annotated[float, Field(strict=True, allow_inf_nan=False)] = 1.0
 
     @field_validator("loss")
     @classmethod
@@ -198,11 +198,19 @@ class Aggregate(BaseModel):
     )
 
 
+class TermResult(BaseModel):
+    loss: str
+    reduction: Reduction
+    weight: float
+    value: float | str | None
+    aggregate: Aggregate | None
+
+
 class LossResult(BaseModel):
     """One loss's result."""
 
-    loss: str
-    reduction: Reduction
+    loss: str = Field(description="the canonical name, or composite")
+    reduction: Reduction | None = Field(description="null for a composite whose terms reduce differently")
     value: float | str | None = Field(description='null with reduction none; "NaN"/"Infinity" when not finite')
     elementwise: TensorOut | None
     grad: dict[str, TensorOut] | None
@@ -210,6 +218,7 @@ class LossResult(BaseModel):
         None, description="null for reduction none and for losses that reduce the whole request"
     )
     per_sample: TensorOut | None = Field(None, description="with return_per_sample: each sample's value, shape (N,)")
+    terms: list[TermResult] | None = Field(None, description="a composite's terms, each with its own value")
 
 
 class EvaluateResponse(LossResult):

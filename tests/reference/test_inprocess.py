@@ -12,6 +12,8 @@ from .case import reductions_of
 from .tables import CASES
 
 REGISTRY = default_registry()
+# a named composite (dice_ce) is computed through its terms by the engine: its cases run over HTTP only
+IN_PROCESS = [c for c in CASES if REGISTRY.get(c.loss).expand is None]
 
 
 def _tensors(case, dtype):
@@ -26,7 +28,7 @@ def service_value(case, tensors, reduction):
     return el if reduction == "none" else loss.reduce(el, tensors, params, reduction)
 
 
-@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+@pytest.mark.parametrize("case", IN_PROCESS, ids=lambda c: c.id)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
 def test_matches_reference(case, dtype):
     tensors = _tensors(case, dtype)
@@ -37,7 +39,7 @@ def test_matches_reference(case, dtype):
         torch.testing.assert_close(got, want, **tol, msg=lambda m, reduction=reduction: f"{reduction}: {m}")
 
 
-@pytest.mark.parametrize("case", [c for c in CASES if c.gradcheck], ids=lambda c: c.id)
+@pytest.mark.parametrize("case", [c for c in IN_PROCESS if c.gradcheck], ids=lambda c: c.id)
 def test_gradcheck(case):
     tensors = _tensors(case, torch.float64)
     roles = list(case.grad_roles)
