@@ -27,6 +27,7 @@ import inspect
 import json
 import re
 import types
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
@@ -200,7 +201,9 @@ def _what(obj: object) -> str:
 def module_loss(cls: type[nn.Module], label: str) -> Loss:
     declared: Declaration = cls.__dict__.get("__loss_plugin__") or Declaration()
     fields, elementwise = _hyper_parameters(cls, label)
-    params = create_model(f"{cls.__name__}Params", __base__=Params, __module__=cls.__module__, **fields)
+    with warnings.catch_warnings():  # a param named like a pydantic method (json, copy) shadows it: harmless here
+        warnings.simplefilter("ignore", UserWarning)
+        params = create_model(f"{cls.__name__}Params", __base__=Params, __module__=cls.__module__, **fields)
     _check_defaults(params, fields, label)
     roles = _roles(cls, declared, label)
     if declared.mean_weights is not None and not elementwise:
@@ -263,6 +266,8 @@ def _hyper_parameters(cls: type[nn.Module], label: str) -> tuple[dict[str, Any],
         where = f"__init__ parameter {p.name!r}"
         if p.default is p.empty:
             raise PluginError(label, f"{where} has no default; every hyper-parameter needs one")
+        if p.name.startswith("_"):
+            raise PluginError(label, f"{where} starts with '_'; params are public names")
         if p.name in hints:
             tp = _json_type(hints[p.name])
             if tp is None:

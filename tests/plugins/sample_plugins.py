@@ -224,3 +224,23 @@ class RowsLost(nn.Module):
 class NotScalar(nn.Module):
     def forward(self, input, target):
         return input - target
+
+
+class PrivateParam(nn.Module):
+    def __init__(self, _cache: float = 0.0, json: bool = False):
+        super().__init__()
+        self.json = json
+
+    def forward(self, input, target):
+        return (input - target).mean()
+
+
+class ShadowingParam(nn.Module):
+    """Its param is named like a pydantic method."""
+
+    def __init__(self, json: bool = False):
+        super().__init__()
+        self.json = json
+
+    def forward(self, input, target):
+        return (input - target).abs().mean() if self.json else (input - target).mean()

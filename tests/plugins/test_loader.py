@@ -34,6 +34,8 @@ JSON_TYPES = "float, int, bool, str, a Literal, an Optional, or a list or tuple 
                               "default None tells no type"),
         ([S + "WrongDefault"], f"plugin '{S}WrongDefault': __init__ parameter 'margin': the default 'wide' is no "
                                "valid value (input should be a valid number)"),
+        ([S + "PrivateParam"], f"plugin '{S}PrivateParam': __init__ parameter '_cache' starts with '_'; params are "
+                               "public names"),
         ([S + "NoRoles"], f"plugin '{S}NoRoles': forward takes no roles"),
         ([S + "StarForward"], f"plugin '{S}StarForward': forward takes **extra; every parameter must be named"),
         ([S + "UnknownRole"], f"plugin '{S}UnknownRole': declares role 'weights', which forward does not take"),
@@ -157,3 +159,10 @@ def test_a_module_that_breaks_its_contract_raises_at_compute(name, message):
 
 def test_a_loss_object_is_served_as_it_is():
     assert registry((S + "CUBE_ERROR",)).get("cube_error") is sample_plugins.CUBE_ERROR
+
+
+def test_a_param_may_be_named_like_a_pydantic_method():
+    loss = registry((S + "ShadowingParam",)).get("shadowing_param")
+    x, y = torch.tensor([[1.0, -1.0]]), torch.tensor([[0.0, 0.0]])
+    assert loss.forward({"input": x, "target": y}, loss.params.model_validate({"json": True})).item() == 1.0
+    assert loss.forward({"input": x, "target": y}, loss.params()).item() == 0.0
