@@ -349,6 +349,8 @@ def _roles(cls: type[nn.Module], declared: Declaration, label: str) -> tuple[Rol
         if r.optional and p.default is p.empty:
             raise PluginError(label, f"role {p.name!r} is optional, but forward's parameter has no default")
         roles.append(r)
+    if roles[0].optional:
+        raise PluginError(label, f"forward's first role {roles[0].name!r} is optional; it gives the batch size")
     return tuple(roles)
 
 

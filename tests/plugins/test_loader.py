@@ -37,6 +37,8 @@ JSON_TYPES = "float, int, bool, str, a Literal, an Optional, or a list or tuple 
         ([S + "PrivateParam"], f"plugin '{S}PrivateParam': __init__ parameter '_cache' starts with '_'; params are "
                                "public names"),
         ([S + "NoRoles"], f"plugin '{S}NoRoles': forward takes no roles"),
+        ([S + "OptionalFirst"], f"plugin '{S}OptionalFirst': forward's first role 'weight' is optional; it gives "
+                                "the batch size"),
         ([S + "StarForward"], f"plugin '{S}StarForward': forward takes **extra; every parameter must be named"),
         ([S + "UnknownRole"], f"plugin '{S}UnknownRole': declares role 'weights', which forward does not take"),
         ([S + "WeightsWithoutReduction"], f"plugin '{S}WeightsWithoutReduction': mean_weights needs a module whose "
@@ -166,3 +168,11 @@ def test_a_param_may_be_named_like_a_pydantic_method():
     x, y = torch.tensor([[1.0, -1.0]]), torch.tensor([[0.0, 0.0]])
     assert loss.forward({"input": x, "target": y}, loss.params.model_validate({"json": True})).item() == 1.0
     assert loss.forward({"input": x, "target": y}, loss.params()).item() == 0.0
+
+
+def test_a_forward_parameter_with_a_default_is_an_optional_role():
+    loss = registry((S + "OptionalWeight",)).get("optional_weight")
+    assert [(r.name, r.optional) for r in loss.roles] == [("input", False), ("target", False), ("weight", True)]
+    x, y, w = torch.tensor([[1.0, 2.0]]), torch.tensor([[0.0, 0.0]]), torch.tensor([[2.0, 0.5]])
+    assert loss.forward({"input": x, "target": y}, loss.params()).tolist() == [[1.0, 4.0]]
+    assert loss.forward({"input": x, "target": y, "weight": w}, loss.params()).tolist() == [[2.0, 2.0]]
