@@ -1,0 +1,1 @@
+"""The examples in examples/ run against a real server, their output checked against torch."""
