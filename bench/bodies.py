@@ -50,7 +50,8 @@ def npy(arr: np.ndarray) -> bytes:
 
 
 def _request(t: Tensors, grad: bool, npy_out: bool) -> dict:
-    req: dict = {"loss": t.loss}
+    several = isinstance(t.loss, dict) and "losses" in t.loss  # {"losses": {label: spec}}: several losses
+    req: dict = {"losses": t.loss["losses"]} if several else {"loss": t.loss}  # type: ignore[index]
     if grad:
         req["return_grad"] = ["input"]
         if npy_out:

@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bodies
 import floors
 import report
+import several
 from load import Body, run_point
 from procs import HOST, ROOT, RssWatch, Server, cpu_seconds, free_port, machine, machine_ticks
 
@@ -262,6 +263,9 @@ def main() -> None:
                 info["stand_ins"] = sorted({sc.tensors.stand_in for sc in plan if sc.tensors.stand_in})
                 run_floors(plan, rows, args.quick)
             run_server(server, plan, rows)
+            if server.name == OURS:  # several losses in one request against each alone (bench/several.py)
+                several_rows, info["several"] = several.run(server.url(""), args.quick, 3 if args.quick else 15)
+                rows += several_rows
         except Exception as exc:
             print(f"  {server.name} failed: {exc}", flush=True)
             info.setdefault("failures", []).append(f"{server.name}: {exc}")
@@ -287,7 +291,7 @@ def main() -> None:
     info["duration_s"] = round(time.monotonic() - started, 1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    goals = report.goals(rows, info)
+    goals = report.goals(rows, info) + info.get("several", [])
     (out / "latest.json").write_text(json.dumps({**info, "rows": rows, "goals": goals}, indent=1, default=str))
     (out / "latest.md").write_text(report.markdown(rows, goals, info))
     print(f"wrote {out / 'latest.md'} and {out / 'latest.json'} in {info['duration_s']} s")
