@@ -17,6 +17,8 @@ from uvicorn.config import STARTUP_FAILURE  # the exit status of a worker that c
 from . import __version__
 from .api import docs, evaluate, health, losses, problems
 from .api.middleware import Gateway
+from .api.v2 import infer as v2_infer
+from .api.v2 import routes as v2
 from .config import Settings
 from .core import Core
 from .engine.device import choose_device, configure_threads
@@ -69,7 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.access_log = AccessLog(enabled=settings.access_log)
     app.state.registry = loss_registry(tuple(settings.plugins))  # built-ins and plugins; PluginError
     app.state.core = Core(settings, app.state.registry)
-    for router in (losses.router, evaluate.router, health.router):
+    for router in (losses.router, evaluate.router, health.router, v2.router):
         app.include_router(router)
     problems.install(app)
     docs.install(app)
@@ -94,17 +96,20 @@ class LossService(FastAPI):
     def _build_front(self) -> ASGIApp:
         s: Settings = self.state.settings
         hot = evaluate.EvaluateFastPath(self)
+        infer = v2_infer.InferFastPath(self, v2.router.routes)
         app: ASGIApp = Gateway(
             partial(FastAPI.__call__, self), access_log=self.state.access_log,
             max_body_bytes=s.limits.max_body_bytes, read_timeout_s=s.limits.read_timeout_s,
             body_timeout_s=s.engine.request_timeout_s, budget=_EngineBudget(self),
             api_keys=s.auth.api_keys, direct={(hot.METHOD, hot.PATH): hot},
+            direct_patterns=((infer.METHOD, infer.PATH, infer),),
         )  # fmt: skip
         if s.cors_origins:  # outermost: errors such as 401 carry CORS headers too
             app = CORSMiddleware(
                 app, allow_origins=s.cors_origins, allow_methods=["GET", "POST"],
-                allow_headers=["Authorization", "X-API-Key", "Content-Type", "X-Request-ID"],
-                expose_headers=["X-Request-ID", "Retry-After"],
+                allow_headers=["Authorization", "X-API-Key", "Content-Type", "X-Request-ID",
+                               "Inference-Header-Content-Length"],
+                expose_headers=["X-Request-ID", "Retry-After", "Inference-Header-Content-Length"],
             )  # fmt: skip
         return app
 
@@ -133,6 +138,7 @@ def _openapi(app: FastAPI) -> dict:
         schemas.update(request_schema.pop("$defs", {}))
         schemas["EvaluateRequest"] = request_schema
         schemas["Problem"] = problems.PROBLEM_SCHEMA
+        schemas.update(v2.openapi_schemas())
         app.openapi_schema = doc
     return app.openapi_schema
 

@@ -19,9 +19,11 @@ from ..errors import MalformedRequest, NotReady, ServiceError, TooLarge, Unauthe
 from ..headers import header
 from ..observability import metrics
 from ..observability.logging import AccessLog
-from .problems import Reply, problem_reply
+from .problems import Reply, error_reply
 
 DirectRoute = Callable[[Scope, Receive], Awaitable[Reply | None]]  # the answer; None: the client left
+# routes matched by a pattern, whose named groups become the scope's path_params
+PatternRoute = tuple[str, re.Pattern[str], DirectRoute]  # method, path pattern, route
 
 
 class Budget(Protocol):
@@ -33,7 +35,7 @@ class Budget(Protocol):
 
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
-OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/v2/health/live", "/v2/health/ready"})
 _IDS = random.Random(os.urandom(32))  # seeded once per process from the OS
 
 
@@ -51,7 +53,9 @@ class Gateway:
     passed through, most with a wrapper around ``send`` or ``receive``). Routes given in
     ``direct`` (the hot route) are called from here, without FastAPI's and Starlette's
     per-request layers, and answer with their status, headers and body, which this sends with
-    the request id: no wrapper around ``send`` for them.
+    the request id: no wrapper around ``send`` for them; so are the routes of ``direct_patterns``
+    whose path matches (``/v2/models/{model}/infer``), their path parameters in the scope.
+    Refusals are written in the form of the protocol the path belongs to (``problems.error_reply``).
 
     Every body byte is counted as it arrives, whatever the framing (Content-Length or chunked):
     against the body limit (413), and against the in-flight ``budget`` (429), so that the memory
@@ -72,6 +76,7 @@ class Gateway:
         budget: Budget | None = None,
         api_keys: list[str] | tuple[str, ...] = (),
         direct: dict[tuple[str, str], DirectRoute] | None = None,
+        direct_patterns: tuple[PatternRoute, ...] = (),
     ) -> None:
         self.app = app
         self.access_log = access_log
@@ -81,6 +86,7 @@ class Gateway:
         self.budget = budget
         self.keys = [k.encode() for k in api_keys]
         self.direct = direct or {}
+        self.patterns = direct_patterns
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -110,6 +116,8 @@ class Gateway:
             reply = self._refusal(scope)
             if reply is None:
                 route = self.direct.get((scope["method"], scope["path"]))
+                if route is None and self.patterns:
+                    route = self._matching(scope)
                 if route is None:
                     await self.app(scope, body, send_wrapper)
                     return
@@ -123,10 +131,18 @@ class Gateway:
             if answered:
                 raise
             status = 503
-            sent = await _send_reply(send, _shutting_down(), id_header)
+            sent = await _send_reply(send, _shutting_down(scope["path"]), id_header)
         finally:
             body.close()
             self._record(scope, request_id, status, body.received, sent, time.perf_counter() - started)
+
+    def _matching(self, scope: Scope) -> DirectRoute | None:
+        for method, pattern, route in self.patterns:
+            m = pattern.match(scope["path"]) if scope["method"] == method else None
+            if m is not None:
+                scope["path_params"] = m.groupdict()
+                return route
+        return None
 
     # --- before the application: keys and sizes ------------------------------------------------
     def _refusal(self, scope: Scope) -> Reply | None:
@@ -134,12 +150,12 @@ class Gateway:
         if self.keys and scope["path"] not in OPEN_PATHS:  # OPTIONS too: CORS preflights are answered earlier
             error = self._check_key(Headers(scope=scope))
             if error is not None:
-                status, headers, body = problem_reply(error)
+                status, headers, body = error_reply(scope["path"], error)
                 return status, [*headers, (b"www-authenticate", b'Bearer realm="loss-service"')], body
         length = header(scope, b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
             error = self._too_large() if length.isdigit() else MalformedRequest("invalid Content-Length header")
-            return problem_reply(error)
+            return error_reply(scope["path"], error)
         return None
 
     def _check_key(self, headers: Headers) -> ServiceError | None:
@@ -222,8 +238,8 @@ class BodyReader:
             self.held = 0
 
 
-def _shutting_down() -> Reply:
-    status, headers, body = problem_reply(NotReady("the service shut down before this request was answered"))
+def _shutting_down(path: str) -> Reply:
+    status, headers, body = error_reply(path, NotReady("the service shut down before this request was answered"))
     return status, [*headers, (b"connection", b"close")], body
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import orjson
 from fastapi import FastAPI, Request
@@ -11,6 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from ..errors import MethodNotAllowed, NotFound, ServiceError, from_pydantic
+from .v2 import errors as v2
 
 log = logging.getLogger("service.api")
 PROBLEM = "application/problem+json"
@@ -32,7 +34,7 @@ def problem_response(error: ServiceError) -> Response:
     return Response(orjson.dumps(problem_body(error)), status_code=error.status, media_type=PROBLEM, headers=headers)
 
 
-Reply = tuple[int, list[tuple[bytes, bytes]], list[bytes]]  # status, headers, the body in pieces
+Reply = tuple[int, list[tuple[bytes, bytes]], Sequence[bytes | memoryview]]  # status, headers, the body in pieces
 
 
 def problem_reply(error: ServiceError) -> Reply:
@@ -44,12 +46,27 @@ def problem_reply(error: ServiceError) -> Reply:
     return error.status, headers, [body]
 
 
+def error_reply(path: str, error: ServiceError) -> Reply:
+    """The answer to ``error`` in the form of the protocol that ``path`` belongs to: the Open
+    Inference Protocol's ``{"error": ...}`` under /v2, problem+json everywhere else."""
+    return v2.error_reply(error) if v2.is_v2(path) else problem_reply(error)
+
+
+def error_response(path: str, error: ServiceError) -> Response:
+    if not v2.is_v2(path):
+        return problem_response(error)
+    status, headers, body = v2.error_reply(error)
+    response = Response(b"".join(body), status_code=status)
+    response.raw_headers = headers
+    return response
+
+
 async def _service_error(request: Request, exc: Exception) -> Response:
-    return problem_response(exc)  # type: ignore[arg-type]
+    return error_response(request.url.path, exc)  # type: ignore[arg-type]
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
-    return problem_response(from_pydantic(exc.errors()))  # type: ignore[attr-defined]
+    return error_response(request.url.path, from_pydantic(exc.errors()))  # type: ignore[attr-defined]
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -59,7 +76,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     if cls is None:
         error = ServiceError(str(exc.detail))
         error.status, error.title = status, str(exc.detail)
-        return problem_response(error)
+        return error_response(request.url.path, error)
     method = request.scope["state"].get("method", request.method)  # HEAD is routed as GET
     path = request.url.path
     detail = f"{method} {path}: {cls.title.lower()}"
@@ -70,7 +87,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         detail += f"; allowed: {headers['Allow']}"
     elif status == 404 and path.endswith("/") and _has_route(request, path.rstrip("/")):
         detail += f"; did you mean {path.rstrip('/')}?"
-    response = problem_response(cls(detail))
+    response = error_response(path, cls(detail))
     response.headers.update(headers)
     return response
 
@@ -81,7 +98,7 @@ def _has_route(request: Request, path: str) -> bool:
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
-    return unexpected_response(request.method, request.url.path)
+    return error_response(request.url.path, unexpected_error(request.method, request.url.path))
 
 
 def unexpected_response(method: str, path: str) -> Response:

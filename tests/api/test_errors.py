@@ -246,7 +246,7 @@ def test_404_get_unknown_loss(client):
 
 
 def test_404_unknown_route(client):
-    expect(client.get("/v2/nothing"), 404, "GET /v2/nothing: not found", [], "not-found")
+    expect(client.get("/v1/nothing"), 404, "GET /v1/nothing: not found", [], "not-found")
 
 
 def test_405_wrong_method(client):

@@ -144,8 +144,8 @@ def test_openapi_describes_evaluate(client):
 
 
 def test_unknown_route_is_problem_json(client):
-    body = problem(client.get("/v2/nothing"), 404)
-    assert body["detail"] == "GET /v2/nothing: not found"
+    body = problem(client.get("/v1/nothing"), 404)
+    assert body["detail"] == "GET /v1/nothing: not found"
 
 
 def test_wrong_method_is_problem_json(client):
