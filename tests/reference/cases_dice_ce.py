@@ -36,7 +36,9 @@ CASES = [
         (3, 3, 4, 3),
         "index",
     ),
-    _dice_ce("dice_ce-onehot-jaccard", {"softmax": True, "jaccard": True, "squared_pred": True}, (2, 4, 3, 3), "onehot"),
+    _dice_ce(
+        "dice_ce-onehot-jaccard", {"softmax": True, "jaccard": True, "squared_pred": True}, (2, 4, 3, 3), "onehot"
+    ),
     _dice_ce("dice_ce-soft-target", {"softmax": True, "lambda_ce": 2.0}, (2, 3, 5), "soft"),
     _dice_ce("dice_ce-batch", {"sigmoid": True, "batch": True, "weight": [1.0, 2.0, 0.5]}, (2, 3, 3, 3), "index"),
     _dice_ce("dice_ce-one-class", {"sigmoid": True, "weight": [2.0]}, (3, 1, 4, 4), "mask"),
