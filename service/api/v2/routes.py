@@ -70,13 +70,15 @@ async def ready(request: Request) -> dict:
     return {"ready": True}
 
 
-@router.get(MODEL, response_model=ModelMetadata, summary="Model metadata: a loss's roles and outputs",
+@router.get(MODEL, response_model=ModelMetadata, response_model_exclude_none=True,
+            summary="Model metadata: a loss's roles and outputs",
             responses=errors(401, 404))  # fmt: skip
 async def model_metadata(registry: RegistryDep, model_name: str) -> dict:
     return _metadata(registry, model_name, None)
 
 
-@router.get(VERSIONED, response_model=ModelMetadata, summary="Model metadata of a version",
+@router.get(VERSIONED, response_model=ModelMetadata, response_model_exclude_none=True,
+            summary="Model metadata of a version",
             responses=errors(401, 404))  # fmt: skip
 async def version_metadata(registry: RegistryDep, model_name: str, model_version: str) -> dict:
     return _metadata(registry, model_name, model_version)
