@@ -7,7 +7,6 @@ formula, and one backward pass over the sum of the values gives every request it
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -15,9 +14,9 @@ import numpy as np
 import torch
 
 from ..losses.prepare import Job
+from .reduce import Reduced, reduce_elementwise
 
 _CPU = torch.device("cpu")
-_HALF = (torch.float16, torch.bfloat16)  # reduced in float32 (_reduce_half)
 
 
 @dataclass
@@ -83,121 +82,51 @@ def run_group(jobs: list[Job], device: torch.device) -> list[Outcome]:
     with torch.enable_grad() if leaves else torch.inference_mode():
         for leaf in leaves:
             leaf.requires_grad_(True)
-        el, totals = reduce_group(jobs, inputs, sizes)
-        grads = torch.autograd.grad(totals.sum(), leaves) if leaves else []
-    host_totals = _on(totals.detach(), _CPU).tolist()
-    values = [None if j.reduction == "none" else v for j, v in zip(jobs, host_totals, strict=True)]
-    return _outcomes(jobs, sizes, el, values, dict(zip(head.grad_roles, grads, strict=True)))
+        el, reduced = reduce_group(jobs, inputs, sizes)
+        grads = torch.autograd.grad(reduced.totals.sum(), leaves) if leaves else []
+    return _outcomes(jobs, sizes, el, reduced, dict(zip(head.grad_roles, grads, strict=True)))
 
 
-def reduce_group(jobs: list[Job], inputs: dict[str, torch.Tensor], sizes: list) -> tuple[torch.Tensor, torch.Tensor]:
+def reduce_group(jobs: list[Job], inputs: dict[str, torch.Tensor], sizes: list) -> tuple[torch.Tensor, Reduced]:
     """One forward call over the group's (concatenated) inputs: the elementwise values, and each
-    request's value from its own rows (for reduction none, the sum of its elementwise values,
-    which is what its gradient is taken of)."""
+    request's value (for reduction none, the sum of its elementwise values, which is what its
+    gradient is taken of), (S, W) and per-sample values from its own rows (see reduce.py)."""
     head = jobs[0]
     el = head.loss.forward(inputs, head.params)
-    if el.dtype in _HALF and head.loss.mean_weights is not None:
-        totals = _reduce_half(el, inputs, jobs, sizes)
-    elif head.loss.mean_weights is not None and (len(jobs) > 1 or _batchable(head)):
-        totals = _reduce_together(el, inputs, jobs, sizes)  # alone too: the same arithmetic as in a group
-    else:
-        totals = _reduce_each(el, inputs, jobs, sizes)
-    return el, totals
+    return el, reduce_elementwise(el, inputs, jobs, sizes)
 
 
 def term_totals(job: Job, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, Outcome]:
     """One term of a composite, computed as a request alone: its value as a tensor of shape (1,)
-    in the autograd graph, and its outcome (the value, and what else a request alone gets)."""
-    _, totals = reduce_group([job], inputs, [None])
-    return totals, Outcome(float(totals.detach()[0]), None, {}, 1)
+    in the autograd graph, and its outcome (the value, aggregate and per-sample values a request
+    alone gets)."""
+    _, reduced = reduce_group([job], inputs, [None])
+    (summary,) = _summaries([job], [None], reduced)
+    return reduced.totals, Outcome(summary[0], None, {}, 1, summary[1], summary[2])
 
 
-def _batchable(job: Job) -> bool:
-    """Whether the job could share a compute call, whatever its size (its elementwise values have
-    its rows first)."""
-    return group_key(job, solo_elements=sys.maxsize) is not None
-
-
-def _reduce_each(el, inputs, jobs, sizes) -> torch.Tensor:
-    """Each request's value from its own slice by its loss's ``reduce`` (the sum of its
-    elementwise values for reduction none, which is what its gradient is taken of)."""
-    dims = _batch_dims(jobs[0])
-    totals, offset = [], 0
-    for job, n in zip(jobs, sizes, strict=True):
-        el_i, own = _slice(el, inputs, dims, offset, n)
-        totals.append(el_i.sum() if job.reduction == "none" else job.loss.reduce(el_i, own, job.params, job.reduction))
+def _summaries(jobs: list[Job], sizes: list, reduced: Reduced) -> list[tuple]:
+    """Per job, (value, aggregate, per-sample values) on the host: one copy for the whole group."""
+    totals = reduced.totals.detach()
+    if reduced.sums is None or reduced.weights is None:
+        host = [_on(totals, _CPU).tolist(), [None] * len(jobs), [None] * len(jobs)]
+    elif totals.device.type == "cpu":
+        host = [totals.tolist(), reduced.sums.tolist(), reduced.weights.tolist()]
+    else:  # one transfer from the device
+        host = _on(torch.stack([totals.to(torch.float64), reduced.sums, reduced.weights]), _CPU).tolist()
+    samples = None if reduced.samples is None else _on(reduced.samples, _CPU)
+    out: list[tuple] = []
+    offset = 0
+    for job, n, value, s, w in zip(jobs, sizes, *host, strict=True):
+        per_sample = None
+        if job.return_per_sample and samples is not None:
+            per_sample = _numpy(samples if n is None else samples.narrow(0, offset, n))
         offset += n or 0
-    return torch.stack(totals)
-
-
-def _reduce_together(el, inputs, jobs, sizes) -> torch.Tensor:
-    """The same values as ``_reduce_each`` for a loss with ``mean_weights``, in a few tensor
-    operations for the whole group: per request, sum(el) over its rows, divided (for mean) by
-    the sum of its weights over its rows (or its element count).
-
-    Used alone too, so that a request's value never depends on its batch-mates, to the last bit:
-    each row is summed on its own, and a request's row sums are added in row order (index_add),
-    which is the same arithmetic whichever rows come before and after."""
-    head = jobs[0]
-    k = len(jobs)
-    if sizes == [None]:  # alone
-        sizes = [batch_len(head)]
-    owner = _on(torch.from_numpy(np.repeat(np.arange(k), sizes)), el.device)
-    # float64 sums (rows summed in float64, then added per request): as exact as PyTorch's own
-    # float32 reductions, where float32 added row after row would drift by about 1e-6 on long requests
-    sums = torch.zeros(k, dtype=torch.float64, device=el.device).index_add(0, owner, _row_sums(el))
-    weights = head.loss.mean_weights(el, inputs, head.params)
-    if weights is None:
-        per_row = el[0].numel()
-        counts = torch.tensor([n * per_row for n in sizes], dtype=torch.float64, device=el.device)
-    else:
-        counts = torch.zeros(k, dtype=torch.float64, device=el.device).index_add(0, owner, _row_sums(weights))
-    wants_mean = [j.reduction == "mean" for j in jobs]
-    if all(wants_mean):  # the usual group: one division (each tensor operation costs a GIL round trip)
-        totals = sums / counts
-    elif not any(wants_mean):
-        totals = sums
-    else:
-        means = torch.tensor(wants_mean, device=el.device)
-        # divide only where the mean is wanted, so that a zero count elsewhere puts no NaN in a gradient
-        totals = torch.where(means, sums / torch.where(means, counts, torch.ones_like(counts)), sums)
-    return totals if el.dtype == torch.float64 else totals.to(el.dtype)
-
-
-def _reduce_half(el, inputs, jobs, sizes) -> torch.Tensor:
-    """float16/bfloat16, for a loss with ``mean_weights``: each request's value as PyTorch's own
-    ``sum`` and ``mean`` give it for that request alone: one float32 sum of its values, divided (for
-    mean) by its element count or the float32 sum of its weights, rounded to the dtype once.
-    (Summed in the dtype, a sum overflows or drops low bits, depending on what else is in the batch.)
-
-    Each request's values are summed as a tensor of their own, which is the order PyTorch sums
-    them in: row sums added up are in another order, and now and then round to another value. The
-    gradient is autograd's for that mean: 1/count in float32, cast to the dtype, as PyTorch's
-    ``mean`` gives it. A few tensor operations per request, where ``_reduce_together`` takes a few
-    per group: the float32 and float64 paths do not come here."""
-    head = jobs[0]
-    wants_mean = any(j.reduction == "mean" for j in jobs)
-    weights = head.loss.mean_weights(el, inputs, head.params) if wants_mean else None
-    totals, offset = [], 0
-    for job, n in zip(jobs, sizes, strict=True):
-        own = el if n is None else el.narrow(0, offset, n)
-        total = own.sum(dtype=torch.float32)
-        if job.reduction == "mean":
-            if weights is None:
-                total = total / own.numel()
-            else:
-                own_weights = weights if n is None else weights.narrow(0, offset, n)
-                total = total / own_weights.sum(dtype=torch.float32)
-        totals.append(total)
-        offset += n or 0
-    return torch.stack(totals).to(el.dtype)
-
-
-def _row_sums(t: torch.Tensor) -> torch.Tensor:
-    """Per row (first dim), the sum of everything in it, in float64: ``t`` itself when it is 1-D."""
-    if t.dim() == 1:
-        return t if t.dtype == torch.float64 else t.to(torch.float64)
-    return t.reshape(t.shape[0], -1).sum(1, dtype=torch.float64)
+        if job.reduction == "none":
+            out.append((None, None, None))
+        else:
+            out.append((value, None if s is None else (s, w), per_sample))
+    return out
 
 
 def _on(t: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -260,19 +189,21 @@ def to_device(arr: np.ndarray, job: Job, device: torch.device) -> torch.Tensor:
     return t
 
 
-def _outcomes(jobs, sizes, el, values, grads) -> list[Outcome]:
+def _outcomes(jobs, sizes, el, reduced, grads) -> list[Outcome]:
     """Copy the results to the host once for the whole group, then cut them per request."""
+    summaries = _summaries(jobs, sizes, reduced)
     el_host = _on(el.detach(), _CPU) if any(j.return_elementwise for j in jobs) else None
     grads_host = {k: _on(g.detach(), _CPU) for k, g in grads.items()}
+    k = len(jobs)
     if el_host is None and not grads_host:  # values only (most small requests): nothing to cut
-        return [Outcome(value, None, {}, len(jobs)) for value in values]
+        return [Outcome(value, None, {}, k, aggregate, per_sample) for value, aggregate, per_sample in summaries]
     dims = _batch_dims(jobs[0])
     out, offset = [], 0
-    for job, n, value in zip(jobs, sizes, values, strict=True):
+    for job, n, (value, aggregate, per_sample) in zip(jobs, sizes, summaries, strict=True):
         own_el, own_grads = _slice(el_host, grads_host, dims, offset, n)
         elementwise = _numpy(own_el) if job.return_elementwise else None
         grads = {k: _numpy(_unpad(own_grads[k], job, k)) for k in grads_host}
-        out.append(Outcome(value, elementwise, grads, len(jobs)))
+        out.append(Outcome(value, elementwise, grads, k, aggregate, per_sample))
         offset += n or 0
     return out
 

@@ -119,6 +119,59 @@ def reduce_by_weights(mean_weights: MeanWeights) -> Callable[[Tensor, Inputs, An
         weights = mean_weights(el, inputs, params)
         return el.mean() if weights is None else weighted_mean(el, weights, reduction)
 
+    reduce.derived = True  # type: ignore[attr-defined]
+    return reduce
+
+
+# sample_terms(el, inputs, params, reduction) -> (S, W): per sample (each row of ``el``, its first
+# dim; a 0-d ``el`` is one row), float64 tensors of shape (N,) such that the loss's value is
+# sum(S) / sum(W) for mean and batchmean and sum(S) for sum, and each sample's own value is
+# S_i / W_i (S_i for sum). Summed over any split of a data set into requests, sum(S) / sum(W) is
+# the loss's mean over the whole set: the dataset aggregate. ``reduction`` is mean, sum or batchmean.
+SampleTerms = Callable[[Tensor, Inputs, Any, str], "tuple[Tensor, Tensor]"]
+
+
+def rows(t: Tensor) -> int:
+    """How many samples (rows: the first dim) ``t`` holds; a 0-d tensor is one."""
+    return t.shape[0] if t.dim() else 1
+
+
+def row_sums(t: Tensor, dtype: torch.dtype = torch.float64) -> Tensor:
+    """Per row, the sum of everything in it, in ``dtype``, shape (N,): ``t`` itself when it is 1-D.
+    Each row is summed on its own, so that a row's sum never depends on the rows around it."""
+    if t.dim() <= 1:
+        t = t.reshape(-1)
+        return t if t.dtype == dtype else t.to(dtype)
+    return t.reshape(t.shape[0], -1).sum(1, dtype=dtype)
+
+
+def row_counts(t: Tensor, dtype: torch.dtype = torch.float64) -> Tensor:
+    """Per row, how many elements it holds, shape (N,)."""
+    n = rows(t)
+    return torch.full((n,), t.numel() // n, dtype=dtype, device=t.device)
+
+
+def terms_by_weights(mean_weights: MeanWeights) -> SampleTerms:
+    """The sample terms of a loss whose mean is sum(el) / sum(weights): each row's sum of its
+    values and of its weights (its element count where the weights are None)."""
+
+    def terms(el: Tensor, inputs: Inputs, params: Any, reduction: str) -> tuple[Tensor, Tensor]:
+        weights = mean_weights(el, inputs, params)
+        return row_sums(el), row_counts(el) if weights is None else row_sums(weights)
+
+    return terms
+
+
+def reduce_by_terms(sample_terms: SampleTerms) -> Callable[[Tensor, Inputs, Any, str], Tensor]:
+    """The reduction sum(S) / sum(W) (mean, batchmean) or sum(S) (sum) of a loss that declares
+    its sample terms, in float64, the value in ``el``'s dtype."""
+
+    def reduce(el: Tensor, inputs: Inputs, params: Any, reduction: str) -> Tensor:
+        s, w = sample_terms(el, inputs, params, reduction)
+        total = s.sum() if reduction == "sum" else s.sum() / w.sum()
+        return total.to(el.dtype)
+
+    reduce.derived = True  # type: ignore[attr-defined]
     return reduce
 
 
@@ -132,12 +185,18 @@ class Loss:
     forward: Callable[[Inputs, Any], Tensor]
     elementwise_shape: str
     params: type[Params] = NoParams
+    # The reduction of a loss that is not decomposable. A decomposable loss declares how its value
+    # splits into samples instead (``mean_weights`` or ``sample_terms``), and this is derived.
     reduce: Callable[[Tensor, Inputs, Any, str], Tensor] = mean_or_sum
     # For a loss whose sum is sum(el) and whose mean is sum(el) / sum(w): the per-element weights
-    # w (None for the element count). Then ``reduce`` is derived from it, and the engine reduces
-    # a whole batch in a few tensor operations instead of a few per request. Losses with other
-    # reductions (batchmean, CTC's length division, ...) give ``reduce`` and leave this None.
+    # w (None for the element count). Then ``reduce`` and ``sample_terms`` are derived from it, and
+    # in half precision the engine sums each request's values as PyTorch does. A loss that declares
+    # neither this nor ``sample_terms`` takes the element count.
     mean_weights: MeanWeights | None = None
+    # For any other decomposable loss (batchmean, CTC's division by each target length): its
+    # per-sample terms (S, W) (see SampleTerms), from which its values, per-sample values and
+    # dataset aggregates are computed.
+    sample_terms: SampleTerms | None = None
     reductions: tuple[str, ...] = ("mean", "sum", "none")
     aliases: tuple[str, ...] = ()
     validate: tuple[Validator, ...] = ()
@@ -168,12 +227,31 @@ class Loss:
                 raise ValueError(
                     f"{self.name}: a loss that is not decomposable has no reduction 'none' or mean weights"
                 )
+            if self.sample_terms is not None:
+                raise ValueError(f"{self.name}: a loss that is not decomposable has no sample terms")
             object.__setattr__(self, "batchable", _never)
             return
-        if self.mean_weights is not None:
-            object.__setattr__(self, "reduce", reduce_by_weights(self.mean_weights))
-        elif self.reduce is mean_or_sum:
-            object.__setattr__(self, "mean_weights", element_count)
+        self._derive_reduction()
+
+    def _derive_reduction(self) -> None:
+        """A decomposable loss's ``reduce`` and ``sample_terms`` from what it declares."""
+        if self.reduce is not mean_or_sum and not getattr(self.reduce, "derived", False):
+            raise ValueError(
+                f"{self.name}: a decomposable loss declares mean_weights or sample_terms (how its value splits "
+                "into samples), not reduce"
+            )
+        if self.sample_terms is not None and getattr(self.sample_terms, "derived_from", None) is None:
+            if self.mean_weights is not None:
+                raise ValueError(f"{self.name}: declare mean_weights or sample_terms, not both")
+            object.__setattr__(self, "reduce", reduce_by_terms(self.sample_terms))
+            return
+        weights = self.mean_weights or element_count
+        object.__setattr__(self, "mean_weights", weights)
+        if weights is not element_count:
+            object.__setattr__(self, "reduce", reduce_by_weights(weights))
+        terms = terms_by_weights(weights)
+        terms.derived_from = self.mean_weights  # type: ignore[attr-defined]
+        object.__setattr__(self, "sample_terms", terms)
 
     def whole(self, params: Any) -> bool:
         """Whether, with ``params``, the value reduces the whole request (no elementwise values, no

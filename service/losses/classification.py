@@ -8,12 +8,13 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 import numpy as np
+import torch
 import torch.nn.functional as F
 from pydantic import Field, PlainValidator, WithJsonSchema
 from torch import Tensor
 
 from ..errors import ErrorItem
-from .base import Checked, Inputs, Loss, Params, Validator, mean_or_sum, param_tensor
+from .base import Checked, Inputs, Loss, Params, Validator, param_tensor, row_counts, row_sums, rows
 from .checks import (
     at_least,
     class_indices,
@@ -100,11 +101,11 @@ def _class_weights(el: Tensor, t: Inputs, p: NLLParams) -> Tensor | None:
     return kept.to(el.dtype) if weight is None else weight[target.masked_fill(~kept, 0)] * kept
 
 
-def _kl_reduce(el: Tensor, t: Inputs, p: KLDivParams, reduction: str) -> Tensor:
-    if reduction != "batchmean":
-        return mean_or_sum(el, t, p, reduction)
-    x = t["input"]
-    return el.sum() / x.size(0) if x.dim() else el.sum()
+def _kl_terms(el: Tensor, t: Inputs, p: KLDivParams, reduction: str) -> tuple[Tensor, Tensor]:
+    """Each sample's sum, over its element count (mean: PyTorch's mean over every element) or over
+    1 (batchmean: the sum over N, the input's first dim; a 0-d input's sum)."""
+    count = torch.ones(rows(el), dtype=torch.float64, device=el.device) if reduction == "batchmean" else row_counts(el)
+    return row_sums(el), count
 
 
 def _spans_no_batch(*names: str) -> Callable[[Any, dict[str, np.ndarray]], bool]:
@@ -294,7 +295,7 @@ LOSSES = [
         forward=_kl_div,
         elementwise_shape="(*)",
         params=KLDivParams,
-        reduce=_kl_reduce,
+        sample_terms=_kl_terms,
         reductions=("mean", "sum", "none", "batchmean"),
         aliases=("KLDivLoss",),
         validate=(_nonnegative("target", when=lambda p: not p.log_target),),

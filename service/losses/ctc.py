@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor
@@ -86,11 +87,15 @@ def _ctc(t: Inputs, p: CTCParams) -> Tensor:
     return in_float32(fn, t["log_probs"])
 
 
-def _reduce(el: Tensor, t: Inputs, p: CTCParams, reduction: str) -> Tensor:
-    """PyTorch's CTC mean: each sample's loss over its target length (at least 1), then the mean."""
-    if reduction == "sum":
-        return el.sum()
-    return (el / t["target_lengths"].clamp_min(1).to(el.dtype)).mean()
+def _terms(el: Tensor, t: Inputs, p: CTCParams, reduction: str) -> tuple[Tensor, Tensor]:
+    """PyTorch's CTC mean is the mean over samples of each sample's loss over its target length (at
+    least 1): S_i = loss_i / max(length_i, 1), W_i = 1. For sum, S_i = loss_i and W_i = 1 still (the
+    mean's denominator, the sample count): then sum(S) / sum(W) is the mean of the per-sample losses
+    not divided by their lengths, not CTC's mean."""
+    losses = el.to(torch.float64)
+    if reduction != "sum":
+        losses = losses / t["target_lengths"].clamp_min(1).to(torch.float64)
+    return losses, torch.ones_like(losses)
 
 
 ROLES = (
@@ -122,7 +127,7 @@ LOSSES = [
         reference="pytorch",
         roles=ROLES,
         forward=_ctc,
-        reduce=_reduce,
+        sample_terms=_terms,
         elementwise_shape="(N)",
         params=CTCParams,
         aliases=("CTCLoss", "ctc_loss"),

@@ -79,6 +79,8 @@ def prepare(
     plan = _plan(loss, raw_params, reduction, tensors, return_grad, some_grads)
     if return_elementwise and loss.whole(plan.params):
         raise InvalidInput.at(("return_elementwise",), f"{loss.name} has no elementwise values: {_whole(loss)}")
+    if return_per_sample:
+        _per_sample(loss, plan.params, reduction, tensors)
     arrays = {}
     for role, decoded in tensors.items():
         arrays[role] = _convert(role, decoded, plan.kinds[role], plan.dtype)
@@ -201,6 +203,25 @@ def _plan(
     if key is not None and grads is not None:
         _PLANS.put(key, plan, _plan_bytes(key, params))
     return plan
+
+
+def _per_sample(loss: Loss, params: Params, reduction: str, tensors: dict[str, Decoded]) -> None:
+    """Per-sample values exist for a decomposable loss under a reduction, with a batch dimension."""
+    loc = ("return_per_sample",)
+    if loss.whole(params):
+        raise InvalidInput.at(loc, f"{loss.name} has no per-sample values: {_whole(loss)}")
+    if reduction == "none":
+        accepted = ", ".join(r for r in loss.reductions if r != "none")
+        msg = (
+            f"needs one of the reductions {accepted} (each sample's value under it); got 'none', whose "
+            "elementwise values are returned instead"
+        )
+        raise InvalidInput.at(loc, msg)
+    first, dim = loss.roles[0], loss.roles[0].batch_dim or 0
+    shape = tensors[first.name].array.shape if first.name in tensors else None
+    if shape is not None and len(shape) <= dim:
+        msg = f"needs a batch dimension N (dim {dim} of inputs.{first.name}); got shape {fmt_shape(shape)}"
+        raise InvalidInput.at(loc, msg)
 
 
 def _whole(loss: Loss) -> str:
