@@ -148,6 +148,7 @@ if HttpToolsProtocol is not None:
                 try:
                     self.parser.feed_data(chunk)
                 except httptools.HttpParserError:
+                    self.logger.warning("Invalid HTTP request received.")
                     self.send_400_response("Invalid HTTP request received.")
                     return
                 except httptools.HttpParserUpgrade as upgrade:
@@ -183,6 +184,7 @@ if HttpToolsProtocol is not None:
             if self.scope.get("method") == "CONNECT" or cycle is None or cycle.scope is not self.scope:
                 if cycle is not None:
                     cycle.keep_alive = False
+                self.parser = _Tunnel()  # type: ignore[assignment]
                 return None
             framing = [name + b": " + value + b"\r\n" for name, value in headers if name in FRAMING]
             version = self.parser.get_http_version().encode()
@@ -228,6 +230,13 @@ if HttpToolsProtocol is not None:
                 if not cycle.body:  # the application has taken everything before this chunk
                     cycle.body = b""  # type: ignore[assignment]  # bytes, where uvicorn has bytearray()
                 super().on_body(body)
+
+    class _Tunnel:
+        """The parser after a CONNECT: what follows its head is no HTTP, and is dropped until the
+        connection closes after the answer."""
+
+        def feed_data(self, data: bytes) -> None:
+            pass
 
     class _AfterDeclinedUpgrade:
         """The parser callbacks of a connection after a declined upgrade: those of the stand-in

@@ -87,3 +87,13 @@ def test_a_malformed_body_after_an_upgrade_offer_is_a_problem(server):
     assert status == 400
     assert headers["content-type"] == "application/problem+json"
     assert json.loads(body)["detail"] == "body: malformed JSON: unexpected end of data: line 1 column 10 (char 9)"
+
+
+def test_what_follows_a_connect_is_dropped_and_the_connection_closed_after_the_answer(server):
+    """CONNECT is an upgrade to the parser too; this is no proxy: 405, and the tunnel's bytes
+    that follow (here in a later read) are neither parsed nor answered."""
+    writes = [b"CONNECT /v1/evaluate HTTP/1.1\r\nHost: x\r\n\r\n", b"\x16\x03\x01\x02\x00 no HTTP\r\n\r\n"]
+    [(status, headers, body)] = run(exchange(server.port, writes, 1, closes=True))
+    assert status == 405
+    assert headers["connection"] == "close"
+    assert json.loads(body)["detail"] == "CONNECT /v1/evaluate: method not allowed; allowed: POST"
