@@ -82,7 +82,9 @@ def _name_to_spec(value: object) -> object:
 class LossSpec(BaseModel):
     """A loss (``name``, ``params``, ``reduction``), or a composite (``terms`` alone)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"oneOf": [{"required": ["name"]}, {"required": ["terms"]}]}
+    )
 
     name: str | None = Field(None, description="canonical name or alias, e.g. cross_entropy or CrossEntropyLoss")
     params: ParamsIn = Field(default_factory=dict, description="hyper-parameters; see the loss's params schema")
@@ -124,7 +126,10 @@ LossIn = Annotated[LossSpec, BeforeValidator(_name_to_spec, json_schema_input_ty
 
 
 class EvaluateRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # one of loss and losses, as the schema says too (the model checks it after the fields)
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"oneOf": [{"required": ["loss"]}, {"required": ["losses"]}]}
+    )
 
     loss: LossIn | None = Field(None, description="a loss spec, or just the loss's name (or, in its place, `losses`)")
     losses: Annotated[dict[str, LossIn], BeforeValidator(_few_losses)] | None = Field(
