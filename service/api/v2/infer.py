@@ -68,13 +68,13 @@ async def _decode(
         json_bytes = size
     elif json_bytes > size:  # a body sent without Content-Length (chunked)
         codec.header_length(str(json_bytes), size)
+    loss = core.registry.get(name, ("model",))  # the model first, whatever the body holds
+    models.check_version(loss, name, version)
+    scope["state"]["loss"] = loss.name
     text = buf if pad == 0 and json_bytes == size else bytes(buf[pad : pad + json_bytes])
     admission.hold(await offload(json_bytes, _parsing_bytes, text))
     request = await offload(json_bytes, codec.parse, text)
     del text
-    loss = core.registry.get(name, ("model",))
-    models.check_version(loss, name, version)
-    scope["state"]["loss"] = loss.name
     ask = _ask(loss, request)
     max_elements = core.settings.limits.max_elements
     tensors, made = await offload(size, codec.decode, request, buf, pad + json_bytes, max_elements)
