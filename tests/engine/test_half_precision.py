@@ -29,12 +29,14 @@ from service.losses import default_registry
 from service.losses.catalog import ALL_LOSSES
 from service.losses.prepare import Job, prepare
 
-from ..reference.case import Case, reductions_of
+from ..aggregate.split import samples
+from ..reference.case import Case, reductions_of, whole
 from ..reference.tables import CASES
 
 CPU = torch.device("cpu")
 REGISTRY = default_registry()
 HALF = {"float16": torch.float16, "bfloat16": torch.bfloat16}
+EPS = {dtype: torch.finfo(dtype).eps for dtype in HALF.values()}
 GROUP = 8  # requests in a group, each of its own values (seeds 0..7)
 
 
@@ -49,14 +51,16 @@ def half_tensors(case: Case, seed: int, dtype: torch.dtype) -> dict[str, torch.T
 
 
 def make_job(loss: str, params: dict, reduction: str, tensors: dict[str, torch.Tensor], grad) -> Job:
-    """A checked job, the tensors stated in their own dtype (bfloat16 travels as float32 values)."""
+    """A checked job, the tensors stated in their own dtype (bfloat16 travels as float32 values),
+    asking for the elementwise and per-sample values wherever the loss has them."""
     decoded = {}
     for name, t in tensors.items():
         dtype = str(t.dtype).removeprefix("torch.")
         decoded[name] = Decoded((t.float() if t.dtype == torch.bfloat16 else t).numpy(), dtype)
     entry = REGISTRY.get(loss)
     elementwise = not entry.whole(entry.params.model_validate(params))  # a whole-request loss has none
-    return prepare(REGISTRY, loss, params, reduction, decoded, grad, elementwise)
+    per_sample = elementwise and reduction != "none"
+    return prepare(REGISTRY, loss, params, reduction, decoded, grad, elementwise, return_per_sample=per_sample)
 
 
 def case_job(case: Case, tensors: dict[str, torch.Tensor], reduction: str) -> Job:
@@ -108,20 +112,29 @@ def assert_bitwise_equal(
     dtype: torch.dtype | None = None,
 ) -> None:
     """Bit for bit; ``tolerant`` (the reason) allows a few ulps in every part, ``grads_tolerant``
-    in the gradients only: ulps of ``dtype`` (bfloat16 arrays travel as float32, exactly)."""
+    in the gradients only: ulps of ``dtype`` (bfloat16 arrays travel as float32, exactly). The
+    aggregate (S, W) and the per-sample values too."""
     assert (got.value is None) == (want.value is None), where
+    assert (got.aggregate is None) == (want.aggregate is None), where
+    assert (got.per_sample is None) == (want.per_sample is None), where
     if tolerant is not None:
         if got.value is not None:
             assert_matches(torch.tensor(got.value), torch.tensor(want.value), tolerant, f"{where}: value")
-        if want.elementwise is not None:
-            g, w = torch.from_numpy(got.elementwise).to(dtype), torch.from_numpy(want.elementwise).to(dtype)
-            assert_matches(g, w, tolerant, f"{where}: elementwise")
+        if got.aggregate is not None:
+            g, w = torch.tensor(got.aggregate), torch.tensor(want.aggregate)  # float64: ulps of the dtype
+            assert_matches(g, w, tolerant, f"{where}: aggregate", eps=torch.finfo(dtype).eps)
+        for part in ("elementwise", "per_sample"):
+            if getattr(want, part) is not None:
+                g, w = (torch.from_numpy(getattr(o, part)).to(dtype) for o in (got, want))
+                assert_matches(g, w, tolerant, f"{where}: {part}")
         grads_tolerant = tolerant
     else:
         assert bits(np.float64(np.nan if got.value is None else got.value)) == bits(
             np.float64(np.nan if want.value is None else want.value)
         ), f"{where}: value {got.value!r} != {want.value!r}"
         assert bits(got.elementwise) == bits(want.elementwise), f"{where}: elementwise differs"
+        assert bits(got.aggregate) == bits(want.aggregate), f"{where}: aggregate {got.aggregate} != {want.aggregate}"
+        assert bits(got.per_sample) == bits(want.per_sample), f"{where}: per_sample differs"
     assert got.grads.keys() == want.grads.keys(), where
     for role in got.grads:
         if grads_tolerant is None:
@@ -162,6 +175,11 @@ def why_tolerant(case: Case, reduction: str, what: str) -> str | None:
         )
     if what == "value" and reduction != "none" and loss.name in REDUCED_IN_THE_KERNEL:
         return REDUCED_IN_THE_KERNEL[loss.name]
+    if what == "value" and reduction == "batchmean":
+        return (
+            "PyTorch's batchmean rounds the float32 sum to the dtype, then divides by N and rounds again; the "
+            "service divides the sum (of its samples' float64 terms) and rounds once"
+        )
     if what == "grad" and reduction == "mean":
         if loss.name == "cross_entropy" and case.params.get("label_smoothing"):
             return (
@@ -267,12 +285,16 @@ KERNEL_POSITION_DEPENDENT.update(
 ULPS = 4  # the dtype's tolerance: a few units in the last place, on the scale of the tensor
 
 
-def assert_matches(got: torch.Tensor, want: torch.Tensor, tolerant: str | None, what: str) -> None:
+def assert_matches(
+    got: torch.Tensor, want: torch.Tensor, tolerant: str | None, what: str, eps: float | None = None
+) -> None:
+    """Equal, or with ``tolerant`` (the reason) within ULPS units of the last place (of ``want``'s
+    dtype, or ``eps``) on the scale of ``want``."""
     if tolerant is None:
         torch.testing.assert_close(got, want, rtol=0, atol=0, equal_nan=True, msg=lambda m: f"{what}: {m}")
         return
     scale = want.double().nan_to_num().abs().max().item()
-    atol = ULPS * torch.finfo(want.dtype).eps * scale
+    atol = ULPS * (eps or torch.finfo(want.dtype).eps) * scale
     torch.testing.assert_close(got, want, rtol=0, atol=atol, equal_nan=True, msg=lambda m: f"{what} ({tolerant}): {m}")
 
 
@@ -380,3 +402,33 @@ def test_pytorch_huber_backward_in_float16_depends_on_the_tensor_length():
 
     assert not torch.equal(first_rows_grad(4), first_rows_grad(8))
     torch.testing.assert_close(first_rows_grad(4), first_rows_grad(8), rtol=0, atol=2**-10 / 24)
+
+
+# -- aggregates and per-sample values -------------------------------------------------------------
+
+PER_SAMPLE = [(c, r, d) for c in CASES if not whole(c) for r in reductions_of(c) if r != "none" for d in HALF]
+
+
+@pytest.mark.parametrize("case,reduction,dtype", PER_SAMPLE, ids=_id)
+def test_per_sample_values_are_each_sample_alone_and_the_aggregate_gives_the_value(case, reduction, dtype):
+    """Each per-sample value is the value of that sample sent alone, in the dtype (the engine sums a
+    sample's row as PyTorch sums that sample alone); the value is the dtype's rounding of S (sum),
+    and of S / W (mean, batchmean) to an ulp (for a loss with mean weights it rounds the float32
+    quotient of the float32 sums S and W)."""
+    half = HALF[dtype]
+    tensors = half_tensors(case, 0, half)
+    (o,) = run_group([case_job(case, tensors, reduction)], CPU)
+    s, w = o.aggregate
+    if reduction == "sum":
+        assert o.value == torch.tensor(s, dtype=torch.float64).to(half).item()
+    else:  # a float32 quotient S / W rounded to the dtype, where the loss has mean weights
+        quotient = torch.tensor(s / w, dtype=torch.float64).to(half).double()
+        assert_matches(
+            torch.tensor(o.value, dtype=torch.float64), quotient, "a float32 quotient", "value", eps=EPS[half]
+        )
+    assert o.per_sample.shape == (len(samples(case, tensors)),)
+    for i, (own, params) in enumerate(samples(case, tensors)):
+        job = make_job(case.loss, params, reduction, own, list(case.grad_roles))
+        (alone,) = run_group([job], CPU)
+        # equal (0.0 alone where the sample's values are -0.0: a request's sum starts from 0.0)
+        assert o.per_sample[i] == alone.value or (np.isnan(o.per_sample[i]) and np.isnan(alone.value)), i
