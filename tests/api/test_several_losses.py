@@ -238,3 +238,14 @@ def test_tensors_several_losses_share_are_counted_once(client):
     three = core.check(Ask({"a": Spec("cross_entropy"), "b": Spec("focal"), "c": Spec("nll")}, several=True), tensors)
     assert working_bytes(list(three.values()), json_text) == working_bytes(list(one.values()), json_text)
     assert working_bytes(list(one.values()), json_text) == LOGITS.nbytes + INDICES.nbytes
+
+
+def test_a_composite_per_sample_is_the_weighted_sum_and_terms_carry_their_aggregates(client):
+    terms = [({"name": "dice", "params": {"softmax": True}}, 1.5), ({"name": "cross_entropy", "reduction": "sum"}, 0.5)]
+    body = {"loss": {"terms": [{"loss": s, "weight": w} for s, w in terms]}, "inputs": SEG, "return_per_sample": True}
+    out = _post(client, body)
+    alone = [_post(client, {"loss": s, "inputs": SEG, "return_per_sample": True}) for s, _ in terms]
+    assert [t["aggregate"] for t in out["terms"]] == [a["aggregate"] for a in alone]
+    per_sample = sum(w * np.array(a["per_sample"]["data"]) for (_, w), a in zip(terms, alone, strict=True))
+    assert out["per_sample"]["shape"] == [4]
+    np.testing.assert_allclose(out["per_sample"]["data"], per_sample, rtol=1e-13)
