@@ -92,3 +92,32 @@ def naive(t: Tensors, grad: bool) -> Body | None:
         return None
     req = {"predictions": t.input, "targets": t.indices}
     return Body(orjson.dumps(req, option=orjson.OPT_SERIALIZE_NUMPY), JSON, "/loss_grad" if grad else "/loss")
+
+
+# --- the Open Inference Protocol (v2) ---------------------------------------------------------------
+V2_TYPES = {np.dtype(np.float32): "FP32", np.dtype(np.int64): "INT64"}
+
+
+def _v2_path(t: Tensors) -> str:
+    name = t.loss if isinstance(t.loss, str) else t.loss["name"]
+    return f"/v2/models/{name}/infer"
+
+
+def v2_json(t: Tensors) -> Body:
+    """The value, tensors as the protocol's flat JSON data (what tritonclient sends with binary_data=False)."""
+    inputs = [{"name": role, "shape": list(a.shape), "datatype": V2_TYPES[a.dtype], "data": a.reshape(-1)}
+              for role, a in (("input", t.input), ("target", t.target))]  # fmt: skip
+    return Body(orjson.dumps({"inputs": inputs}, option=orjson.OPT_SERIALIZE_NUMPY), JSON, _v2_path(t))
+
+
+def v2_binary(t: Tensors, grad: bool) -> Body:
+    """The binary tensor data extension: the JSON, then each tensor's raw bytes; the gradient comes
+    back binary too."""
+    arrays = (("input", t.input), ("target", t.target))
+    inputs = [{"name": role, "shape": list(a.shape), "datatype": V2_TYPES[a.dtype],
+               "parameters": {"binary_data_size": a.nbytes}} for role, a in arrays]  # fmt: skip
+    outputs = [{"name": "value"}] + ([{"name": "grad_input", "parameters": {"binary_data": True}}] if grad else [])
+    head = orjson.dumps({"inputs": inputs, "outputs": outputs})
+    content = head + b"".join(a.tobytes() for _, a in arrays)
+    headers = (("Inference-Header-Content-Length", str(len(head))),)
+    return Body(content, "application/octet-stream", _v2_path(t), headers)

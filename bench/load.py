@@ -28,6 +28,7 @@ class Body:
     content: bytes
     content_type: str
     path: str = "/v1/evaluate"
+    headers: tuple[tuple[str, str], ...] = ()  # more headers (the v2 binary protocol's header length)
 
     @property
     def nbytes(self) -> int:
@@ -122,7 +123,8 @@ class Connection:
 
 
 def http_request(host: str, body: Body) -> bytes:
-    head = (f"POST {body.path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: {body.content_type}\r\n"
+    extra = "".join(f"{name}: {value}\r\n" for name, value in body.headers)
+    head = (f"POST {body.path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: {body.content_type}\r\n{extra}"
             f"Content-Length: {len(body.content)}\r\n\r\n")  # fmt: skip
     return head.encode() + body.content
 

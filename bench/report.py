@@ -99,6 +99,14 @@ def goals(rows: list[dict], info: dict) -> list[dict]:
         10,
         "",
     )
+    v2_small = _ratio(rps(g("small v2 json", "ours", 64)), rps(g("small", "ours", 64)))
+    goal("small c=64: v2 JSON / v1 req/s", v2_small, ">=", 0.9, "the Open Inference Protocol's JSON against v1's")
+    grad = _ratio(p50(g("large v2 binary +grad", "ours")), p50(g("large npy +grad", "ours")))
+    how = f"with the gradient (binary against base64 .npy): {_fmt(grad, 2)}x"
+    goal("large: v2 binary p50 / v1 .npy multipart p50", _ratio(p50(g("large v2 binary", "ours")),
+         p50(g("large npy", "ours"))), "<=", 1.1, how)  # fmt: skip
+    goal("large v2 binary: ours p50 / in-process floor", _ratio(p50(g("large v2 binary", "ours")),
+         p50(g("large v2 binary", "floor"))), "<=", 2, "")  # fmt: skip
     for s in (
         "large npy",
         "large npy +grad",

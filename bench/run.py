@@ -1,6 +1,6 @@
 """Benchmark loss-service against its floors and the naive service; writes a results table.
 
-    .venv/bin/python bench/run.py [--quick] [--out bench/results]
+    .venv/bin/python bench/run.py [--quick] [--out bench/results] [--only REGEX] [--servers NAMES]
 
 Servers run one at a time as subprocesses (started the README's way); each runs its scenarios at
 fixed concurrency with bench/load.py while bench/procs.py watches its memory. See bench/README.md.
@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -36,6 +37,9 @@ OURS, BATCH1, WORKERS2, NAIVE, TRIVIAL = "ours", "ours-batch1", "ours-2workers",
 FRESH = "ours-fresh"  # memory rows: a freshly started server serving only that scenario
 FLOOR = "floor"  # the in-process floor's rows
 ALTERNATING_ROUNDS = 11  # small c=64, ours and naive in turn (see run_alternating)
+ALTERNATING, SEVERAL = "alternating", "several"  # phases beside the servers' own rows
+EXTRA = (ALTERNATING, SEVERAL)
+PHASES = (OURS, BATCH1, WORKERS2, NAIVE, TRIVIAL, FRESH, *EXTRA)  # what --servers chooses from
 
 
 def ours(name: str, env: dict[str, str], log_dir: Path) -> Server:
@@ -100,6 +104,9 @@ def scenarios(available: set[str], quick: bool) -> list[Scenario]:
     small = dict(duration_s=0.3 if quick else 4.0, warmup_s=0.2 if quick else 1.0, warmup_requests=200)
     out.append(Scenario("small", t, "nested", False, bodies.nested_json(t, False), bodies.naive(t, False),
                         dict.fromkeys((*every, NAIVE), small_levels), small, small))  # fmt: skip
+    # 1b. the same as the Open Inference Protocol's JSON (tritonclient's binary_data=False), right after v1's
+    out.append(Scenario("small v2 json", t, "v2 json", False, bodies.v2_json(t), None, {OURS: small_levels[-1:]},
+                        small))  # fmt: skip
     # 2. large: cross_entropy N=65536, C=100 float32; three encodings, value and gradient
     t = bodies.make((2048 if quick else 65536, 100), "cross_entropy", available, seed=1)
     reps = 1 if quick else 20
@@ -117,6 +124,10 @@ def scenarios(available: set[str], quick: bool) -> list[Scenario]:
             key = f"large {encoding}" + (" +grad" if grad else "")
             naive_budget = dict(duration_s=1.0 if quick else 15.0, max_requests=1 if quick else 3, warmup_requests=0)
             out.append(Scenario(key, t, encoding, grad, make(t, grad), naive, levels, budget, naive_budget))
+        if encoding == "npy":  # 2b. the Open Inference Protocol's binary tensors, right after v1's .npy
+            for grad in (False, True):
+                key = "large v2 binary" + (" +grad" if grad else "")
+                out.append(Scenario(key, t, "v2 binary", grad, bodies.v2_binary(t, grad), None, {OURS: (1,)}, large))
     # 3. segmentation: focal on 8x10x128x128 logits, .npy, with the gradient
     t = bodies.make((2, 10, 64, 64) if quick else (8, 10, 128, 128), {"name": "focal"}, available, seed=2)
     levels = dict.fromkeys(every, (1,) if quick else (1, 8))
@@ -244,8 +255,16 @@ def run_floors(plan: list[Scenario], rows: list[dict], quick: bool) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a tiny subset (< 1 min) for smoke testing")
-    parser.add_argument("--out", default=str(ROOT / "bench" / "results"), help="where latest.md/.json go")
+    parser.add_argument("--out", help="where latest.md/.json go (default bench/results; bench/results/selected "
+                        "with --only or --servers)")  # fmt: skip
+    parser.add_argument("--only", metavar="REGEX", help="only the scenarios whose name matches, e.g. 'small|v2'")
+    parser.add_argument("--servers", metavar="NAMES", help=f"comma-separated: only these servers and phases "
+                        f"({', '.join(PHASES)}); with --only or --servers, a phase runs only when named")  # fmt: skip
     args = parser.parse_args()
+    selected = args.only is not None or args.servers is not None
+    chosen = set(args.servers.split(",")) if args.servers else set(PHASES) - ({FRESH, *EXTRA} if selected else set())
+    if args.out is None:
+        args.out = str(ROOT / "bench" / "results" / ("selected" if selected else ""))
     started = time.monotonic()
     info = {"machine": machine(), "quick": args.quick}
     rows: list[dict] = []
@@ -253,6 +272,8 @@ def main() -> None:
     log_dir = Path(tempfile.mkdtemp(prefix="loss-bench-"))
     print(f"server logs in {log_dir}", flush=True)
     for server in servers(log_dir):
+        if server.name not in chosen:
+            continue
         print(f"{server.name}: {' '.join(server.argv[1:])}", flush=True)
         try:
             server.start()
@@ -260,10 +281,11 @@ def main() -> None:
                 catalog = httpx.get(server.url("/v1/losses"), timeout=10).json()["losses"]
                 info["service"] = httpx.get(server.url("/v1/info"), timeout=10).json()
                 plan = scenarios({entry["name"] for entry in catalog}, args.quick)
+                plan = [sc for sc in plan if args.only is None or re.search(args.only, sc.key)]
                 info["stand_ins"] = sorted({sc.tensors.stand_in for sc in plan if sc.tensors.stand_in})
                 run_floors(plan, rows, args.quick)
             run_server(server, plan, rows)
-            if server.name == OURS:  # several losses in one request against each alone (bench/several.py)
+            if server.name == OURS and SEVERAL in chosen:  # several losses in one request (bench/several.py)
                 several_rows, info["several"] = several.run(server.url(""), args.quick, 3 if args.quick else 15)
                 rows += several_rows
         except Exception as exc:
@@ -273,14 +295,14 @@ def main() -> None:
                 workers_fallback(server, plan, rows, info)
         finally:
             server.stop()
-    if plan:
+    if plan and FRESH in chosen:
         print(f"{FRESH}: one fresh server per memory point", flush=True)
         try:
             run_memory(plan, rows, log_dir, args.quick)
         except Exception as exc:
             print(f"  memory points failed: {exc}", flush=True)
             info.setdefault("failures", []).append(f"{FRESH}: {exc}")
-    if plan:
+    if plan and ALTERNATING in chosen and plan[0].key == "small":
         print("small c=64, ours and naive in turn", flush=True)
         try:
             info["alternating"] = run_alternating(plan, log_dir, args.quick)

@@ -2,12 +2,12 @@
 // Evaluate a loss on .npy files through the binary Open Inference Protocol; gradients and
 // elementwise values are written as .npy files, the rest printed as JSON.
 //
-//   node examples/node/evaluate.mjs --url http://127.0.0.1:8000 --loss cross_entropy \
+//   node examples/node/evaluate.mjs http://127.0.0.1:8000 --loss cross_entropy \
 //       --param label_smoothing=0.1 --param 'weight=[1,2,0.5]' --grad input --out out \
 //       input=logits.npy target=labels.npy
 //   {"loss":"cross_entropy","reduction":"mean","value":1.09,"grad":{"input":"out/grad_input.npy"},...}
 //
-// Options: --url (default $LOSS_SERVICE_URL or http://127.0.0.1:8000), --api-key (default
+// The URL comes first or as --url (default $LOSS_SERVICE_URL or http://127.0.0.1:8000); --api-key (default
 // $LOSS_SERVICE_API_KEY), --loss NAME, --reduction R, --param NAME=VALUE (a number, true/false, a
 // JSON list, or a string), --grad ROLE (repeatable), --elementwise, --out DIR (default ".").
 // An error answer prints "STATUS: message" on stderr and exits 1.
@@ -22,6 +22,10 @@ function parseArgs(argv) {
     params: {}, grads: [], files: {}, out: ".", elementwise: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
+    if (i === 0 && /^https?:\/\//.test(a)) {
+      args.url = a; // the service's URL may come first, as for the other examples
+      continue;
+    }
     const next = () => argv[++i];
     if (a === "--url") args.url = next();
     else if (a === "--api-key") args.apiKey = next();

@@ -24,7 +24,7 @@ from typing import Any, Union, get_args, get_origin
 import numpy as np
 import orjson
 
-from ...arrays import check_shape, fmt_shape
+from ...arrays import MAX_DIMS, check_shape, fmt_shape
 from ...codecs import encode, numeric
 from ...codecs.tensors import Decoded, decode_tensor
 from ...dtypes import BY_V2, DType
@@ -264,7 +264,7 @@ def _takes_list(tp: Any) -> bool:
 
 # --- tensors -------------------------------------------------------------------------------------
 def decode(
-    request: InferRequest, buf: bytes | bytearray, start: int, max_elements: int
+    request: InferRequest, buf: bytes | bytearray | memoryview, start: int, max_elements: int
 ) -> tuple[dict[str, Decoded], int]:
     """Each input's tensor, and the bytes that decoding binary data made beyond the body's
     (JSON data is bounded by its parse). ``buf[start:]`` is the binary data (empty without it).
@@ -280,9 +280,8 @@ def decode(
     for item in request.inputs:
         loc: Loc = ("inputs", item.name)
         if item.binary_size is None:
-            value = {"data": item.data, "shape": item.shape, "dtype": item.dtype.name}
+            tensors[item.name] = _from_json(item, loc, max_elements)
             item.data = None  # the parsed form is freed as soon as it is decoded
-            tensors[item.name] = decode_tensor(value, loc, max_elements)
             continue
         arr, copied = _binary(buf, at, item, loc, max_elements)
         at += item.binary_size
@@ -291,7 +290,35 @@ def decode(
     return tensors, made
 
 
-def _binary(buf: bytes | bytearray, at: int, item: Input, loc: Loc, max_elements: int) -> tuple[np.ndarray, bool]:
+_PLAIN = {"float32", "float64", "int64"}  # JSON numbers go straight into these (what clients send most)
+
+
+def _from_json(item: Input, loc: Loc, max_elements: int) -> Decoded:
+    """JSON data. A flat list of numbers of the right count goes straight into the datatype's
+    storage where nothing can go wrong (floats that stay finite, integers that are int64's);
+    anything else through v1's ``{data, shape, dtype}`` form, whose checks and messages decide."""
+    data, dtype = item.data, item.dtype
+    flat = type(data) is list and len(item.shape) <= MAX_DIMS and len(data) == math.prod(item.shape)
+    if flat and dtype.name in _PLAIN:
+        check_shape(item.shape, loc, max_elements)
+        try:
+            arr = np.asarray(data)
+        except (ValueError, TypeError):  # ragged
+            arr = None
+        if arr is not None and arr.ndim == 1 and arr.dtype.kind in "if":
+            if dtype.is_float:
+                with np.errstate(over="ignore"):
+                    out = arr.astype(dtype.storage, copy=False)
+                if np.isfinite(out).all():
+                    return Decoded(out.reshape(item.shape), dtype.name)
+            elif arr.dtype == np.int64:
+                return Decoded(arr.reshape(item.shape), dtype.name)
+    return decode_tensor({"data": data, "shape": item.shape, "dtype": dtype.name}, loc, max_elements)
+
+
+def _binary(
+    buf: bytes | bytearray | memoryview, at: int, item: Input, loc: Loc, max_elements: int
+) -> tuple[np.ndarray, bool]:
     check_shape(item.shape, loc, max_elements)  # before a byte is read
     count = math.prod(item.shape)
     dtype = item.dtype
