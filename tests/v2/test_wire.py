@@ -116,6 +116,33 @@ def test_400_malformed_json_and_binary_data(http):
     assert message == "headers.Inference-Header-Content-Length: expected a number of bytes"
 
 
+def test_header_length_beyond_the_body_and_compressed_bodies(http):
+    sent = binary_body({"inputs": [json_input("input", LOGITS, "FP32"), json_input("target", LABELS, "INT64")]})
+    size = len(sent["content"])
+    response = http.post(INFER, content=sent["content"], headers={"Inference-Header-Content-Length": str(size + 1)})
+    assert (
+        error_of(response, 400)
+        == f"headers.Inference-Header-Content-Length: {size + 1} bytes, more than the body's {size}"
+    )
+    response = http.post(INFER, content=sent["content"], headers={**sent["headers"], "Content-Encoding": "gzip"})
+    assert error_of(response, 415) == "Content-Encoding 'gzip' is not supported; send the body uncompressed"
+    chunked = iter([sent["content"][:9], sent["content"][9:]])  # no Content-Length: chunked
+    response = http.post(INFER, content=chunked, headers={"Inference-Header-Content-Length": str(size + 1)})
+    assert (
+        error_of(response, 400)
+        == f"headers.Inference-Header-Content-Length: {size + 1} bytes, more than the body's {size}"
+    )
+
+
+def test_chunked_binary_body(http):
+    head = {"inputs": [binary_input("input", LOGITS, "FP32"), binary_input("target", LABELS, "INT64")]}
+    sent = binary_body(head, LOGITS, LABELS)
+    pieces = iter([sent["content"][:7], sent["content"][7:50], sent["content"][50:]])
+    chunked = http.post(INFER, content=pieces, headers=sent["headers"])
+    assert "content-length" not in chunked.request.headers
+    assert chunked.json()["outputs"] == http.post(INFER, **sent).json()["outputs"]
+
+
 def test_422_lists_every_error_under_the_detail(http):
     body = {"inputs": [{"name": "input", "shape": [2, -3], "datatype": "FP8", "data": [1]}], "extra": 1, "id": 7}
     message = error_of(http.post(INFER, json=body), 422)

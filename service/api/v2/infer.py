@@ -17,7 +17,7 @@ from starlette.types import Receive, Scope
 
 from ...core import Admission, Ask, Core, Result, Spec, json_text, offload, raw_bytes
 from ...dtypes import DTYPES
-from ...errors import ErrorItem, InvalidInput, Loc, MalformedRequest, ServiceError, clip
+from ...errors import ErrorItem, InvalidInput, Loc, MalformedRequest, ServiceError, UnsupportedMediaType, clip
 from ...headers import header
 from ...losses.base import Loss
 from ..evaluate import _parsing_bytes
@@ -57,6 +57,9 @@ async def answer(core: Core, scope: Scope, receive: Receive, name: str, version:
 async def _decode(
     core: Core, scope: Scope, receive: Receive, admission: Admission, name: str, version: str | None
 ) -> tuple[codec.InferRequest, Ask, dict, int]:
+    encoding = header(scope, b"content-encoding")
+    if encoding is not None and encoding.strip().lower() != "identity":
+        raise UnsupportedMediaType(f"Content-Encoding {clip(encoding)} is not supported; send the body uncompressed")
     length = header(scope, b"content-length")
     json_bytes = codec.header_length(
         header(scope, b"inference-header-content-length"), int(length) if length is not None else None

@@ -34,6 +34,7 @@ _DESCRIPTIONS = {
     401: "API key missing or wrong",
     404: "Unknown model (loss) or version",
     413: "Body or tensor over the limits",
+    415: "A compressed body (Content-Encoding)",
     422: "Invalid input: fields, params, shapes, datatypes, values",
     429: "Overloaded; see Retry-After",
     503: "Not ready; see Retry-After",
@@ -129,7 +130,7 @@ _INFER_DOC = {
 _INFER: dict[str, Any] = dict(
     response_model=InferenceResponse,
     openapi_extra=_INFER_DOC,
-    responses=errors(400, 401, 404, 413, 422, 429, 503, 504),
+    responses=errors(400, 401, 404, 413, 415, 422, 429, 503, 504),
 )
 
 
