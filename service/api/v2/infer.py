@@ -77,7 +77,8 @@ async def _decode(
     loss = core.registry.get(name, ("model",))  # the model first, whatever the body holds
     models.check_version(loss, name, version)
     scope["state"]["loss"] = loss.name
-    text = buf if pad == 0 and json_bytes == size else bytes(buf[pad : pad + json_bytes])
+    whole = isinstance(buf, (bytes, bytearray)) and pad == 0 and json_bytes == size  # JSON alone: as it came
+    text = buf if whole else bytes(buf[pad : pad + json_bytes])
     admission.hold(await offload(json_bytes, _parsing_bytes, text))
     request = await offload(json_bytes, codec.parse, text)
     del text
