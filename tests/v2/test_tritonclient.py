@@ -219,3 +219,22 @@ def test_outputs_the_loss_has_not_raise_our_message(client):
     )
     error = _error(lambda: client.infer("nll", tensors, outputs=outputs[:1]))
     assert str(error) == "[422] outputs.grad_target: role 'target' of nll is not differentiable"
+
+
+def test_large_json_data_equals_binary(client):
+    """A JSON body over the size where its arrays are parsed straight into numpy (256 KiB)."""
+    rng = np.random.default_rng(3)
+    tensors = {
+        "input": rng.standard_normal((300, 300)).astype(np.float32),
+        "target": rng.random((300, 300), np.float32),
+    }
+    answers = []
+    for binary in (False, True):
+        outputs = [triton.InferRequestedOutput("value"), triton.InferRequestedOutput("grad_input", binary_data=True)]
+        result = client.infer("mse", _inputs(tensors, binary), outputs=outputs)
+        answers.append((result.as_numpy("value"), result.as_numpy("grad_input")))
+    np.testing.assert_array_equal(answers[0][0], answers[1][0])
+    np.testing.assert_array_equal(answers[0][1], answers[1][1])
+    np.testing.assert_allclose(
+        answers[0][1], 2 * (tensors["input"] - tensors["target"]) / tensors["input"].size, rtol=1e-6
+    )
