@@ -37,6 +37,7 @@ OURS, BATCH1, WORKERS2, NAIVE, TRIVIAL = "ours", "ours-batch1", "ours-2workers",
 FRESH = "ours-fresh"  # memory rows: a freshly started server serving only that scenario
 FLOOR = "floor"  # the in-process floor's rows
 ALTERNATING_ROUNDS = 11  # small c=64, ours and naive in turn (see run_alternating)
+V2_ROUNDS = 7  # small c=64, v1 and v2 JSON in turn on ours (see run_v2_rounds)
 ALTERNATING, SEVERAL = "alternating", "several"  # phases beside the servers' own rows
 EXTRA = (ALTERNATING, SEVERAL)
 PHASES = (OURS, BATCH1, WORKERS2, NAIVE, TRIVIAL, FRESH, *EXTRA)  # what --servers chooses from
@@ -241,6 +242,30 @@ def run_alternating(plan: list[Scenario], log_dir: Path, quick: bool) -> list[di
     return rounds
 
 
+def run_v2_rounds(server: Server, plan: list[Scenario], quick: bool) -> list[dict]:
+    """The small request at c=64 as v1 and as v2 JSON in turn on the same server, for short rounds
+    (which goes first alternates), as run_alternating does for ours and naive: the v2 goal takes
+    their median, steadier on a shared box than two points measured one after the other."""
+    by_key = {sc.key: sc for sc in plan}
+    if "small" not in by_key or "small v2 json" not in by_key:
+        return []
+    c = by_key["small v2 json"].levels[OURS][-1]
+    budget = dict(duration_s=0.3 if quick else 2.0, warmup_s=0.2 if quick else 0.5, warmup_requests=200)
+    rounds = []
+    for k in range(1 if quick else V2_ROUNDS):
+        got: dict = {"concurrency": c}
+        for key in ("small", "small v2 json")[:: 1 if k % 2 == 0 else -1]:
+            point = asyncio.run(run_point(HOST, server.port, by_key[key].ours, c, **budget,
+                                          cpu=partial(cpu_seconds, server.proc.pid)))  # fmt: skip
+            got[key] = point["req_s"]
+            got[f"{key} cpu_us"], got[f"{key} errors"] = point["cpu_us_per_req"], point["errors"]
+        rounds.append(got)
+        ratio = got["small v2 json"] / got["small"] if got["small"] else None
+        print(f"  v2 round {k + 1} c={c}: v1 {got['small']:.0f} req/s, v2 JSON {got['small v2 json']:.0f} req/s, "
+              f"ratio {report.or_na(ratio, '.2f')}", flush=True)  # fmt: skip
+    return rounds
+
+
 def run_floors(plan: list[Scenario], rows: list[dict], quick: bool) -> None:
     torch.set_num_threads(os.cpu_count() or 1)  # the service's default: cores / workers
     for sc in plan:
@@ -285,6 +310,8 @@ def main() -> None:
                 info["stand_ins"] = sorted({sc.tensors.stand_in for sc in plan if sc.tensors.stand_in})
                 run_floors(plan, rows, args.quick)
             run_server(server, plan, rows)
+            if server.name == OURS:  # the v2 JSON goal's rounds, v1 and v2 in turn
+                info["v2_rounds"] = run_v2_rounds(server, plan, args.quick)
             if server.name == OURS and SEVERAL in chosen:  # several losses in one request (bench/several.py)
                 several_rows, info["several"] = several.run(server.url(""), args.quick, 3 if args.quick else 15)
                 rows += several_rows
