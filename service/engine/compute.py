@@ -114,12 +114,17 @@ def _summaries(jobs: list[Job], sizes: list, reduced: Reduced) -> list[tuple]:
         host = [totals.tolist(), reduced.sums.tolist(), reduced.weights.tolist()]
     else:  # one transfer from the device
         host = _on(torch.stack([totals.to(torch.float64), reduced.sums, reduced.weights]), _CPU).tolist()
-    samples = None if reduced.samples is None else _on(reduced.samples, _CPU)
+    if reduced.samples is None:  # the usual group: no per-sample values to cut
+        return [
+            (None, None, None) if job.reduction == "none" else (value, None if s is None else (s, w), None)
+            for job, value, s, w in zip(jobs, *host, strict=True)
+        ]
+    samples = _on(reduced.samples, _CPU)
     out: list[tuple] = []
     offset = 0
     for job, n, value, s, w in zip(jobs, sizes, *host, strict=True):
         per_sample = None
-        if job.return_per_sample and samples is not None:
+        if job.return_per_sample:
             per_sample = _numpy(samples if n is None else samples.narrow(0, offset, n))
         offset += n or 0
         if job.reduction == "none":

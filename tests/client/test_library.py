@@ -53,7 +53,8 @@ def test_mse_float64_in_float64_out(client, rng):
     assert result.meta["dtype"] == "float64"
     assert result.elementwise is None
     assert result.grad == {}
-    assert result.aggregate is None
+    assert result.aggregate == {"sum": result.aggregate["sum"], "weight": 20.0}  # S and the element count
+    assert result.aggregate["sum"] / 20.0 == result.value
     assert result.per_sample is None
     assert result.raw["value"] == result.value
 
