@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import httpx
 import numpy as np
 import pytest
 import tritonclient.http as triton
@@ -238,3 +239,30 @@ def test_large_json_data_equals_binary(client):
     np.testing.assert_allclose(
         answers[0][1], 2 * (tensors["input"] - tensors["target"]) / tensors["input"].size, rtol=1e-6
     )
+
+
+def test_aggregate_and_per_sample_outputs_equal_v1(server, client):
+    body = {"loss": {"name": "cross_entropy", "params": {"weight": [1.0, 2.0, 0.5]}},
+            "inputs": {"input": LOGITS.tolist(), "target": LABELS.tolist()}, "return_per_sample": True}  # fmt: skip
+    v1 = httpx.post(f"{server.url}/v1/evaluate", json=body).json()
+    names = ["aggregate_sum", "aggregate_weight", "per_sample"]
+    for binary in (False, True):
+        result = client.infer(
+            "cross_entropy",
+            _inputs({"input": LOGITS, "target": LABELS}, True),
+            outputs=[triton.InferRequestedOutput(n, binary_data=binary) for n in names],
+            parameters={"weight": "[1, 2, 0.5]"},
+        )
+        assert [o["datatype"] for o in result.get_response()["outputs"]] == ["FP64", "FP64", "FP32"]
+        assert result.as_numpy("aggregate_sum").tolist() == [v1["aggregate"]["sum"]]
+        assert result.as_numpy("aggregate_weight").tolist() == [v1["aggregate"]["weight"]]
+        np.testing.assert_array_equal(result.as_numpy("per_sample"), v1_array(v1["per_sample"]))
+
+
+def test_outputs_a_result_has_not_are_left_out(client):
+    """The value under reduction none, an aggregate of a loss that reduces the whole request."""
+    outputs = [triton.InferRequestedOutput(n) for n in ("value", "elementwise", "aggregate_sum")]
+    result = client.infer("mse", _inputs({"input": LOGITS, "target": LOGITS * 2}, True), outputs=outputs,
+                          parameters={"reduction": "none"})  # fmt: skip
+    assert [o["name"] for o in result.get_response()["outputs"]] == ["elementwise"]
+    np.testing.assert_array_equal(result.as_numpy("elementwise"), LOGITS**2)
