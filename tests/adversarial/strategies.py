@@ -69,7 +69,7 @@ NP_DTYPES = {
 
 PROBLEM = "application/problem+json"
 PROBLEM_KEYS = {"type", "title", "status", "detail", "errors"}
-RESPONSE_KEYS = {"loss", "reduction", "value", "elementwise", "grad", "meta"}
+RESPONSE_KEYS = {"loss", "reduction", "value", "elementwise", "grad", "aggregate", "meta"}  # + per_sample, terms
 META_KEYS = {"device", "dtype", "batch_size", "queue_ms", "compute_ms"}
 EVALUATE_STATUSES = {200, 400, 404, 413, 415, 422}  # what a lone request may get (no load, no keys)
 NONFINITE = {"NaN", "Infinity", "-Infinity"}
@@ -161,7 +161,9 @@ def tensor_out(t: dict, where: str = "") -> np.ndarray:
 
 
 def check_result(body: dict, sent: Sent | None, where: str = "") -> None:
-    assert isinstance(body, dict) and set(body) == RESPONSE_KEYS, f"response keys {sorted(body)}" + where
+    assert isinstance(body, dict) and set(body) - {"per_sample", "terms"} == RESPONSE_KEYS, (
+        f"response keys {sorted(body)}" + where
+    )
     assert body["loss"] in LOSSES, f"loss {body['loss']!r} is not a canonical name" + where
     meta = body["meta"]
     assert isinstance(meta, dict) and set(meta) == META_KEYS, f"meta keys {sorted(meta)}" + where
@@ -172,6 +174,12 @@ def check_result(body: dict, sent: Sent | None, where: str = "") -> None:
         assert body["value"] is None and body["elementwise"] is not None, where
     else:
         assert _is_value(body["value"]), f"value {body['value']!r}" + where
+    aggregate = body["aggregate"]  # null under none and for a loss that reduces the whole request
+    if aggregate is not None:
+        assert body["reduction"] != "none" and LOSSES[body["loss"]].decomposable, where
+        assert set(aggregate) == {"sum", "weight"} and all(_is_value(v) for v in aggregate.values()), where
+    if "per_sample" in body:
+        assert tensor_out(body["per_sample"], where).ndim == 1 and body["per_sample"]["dtype"] == meta["dtype"], where
     if body["elementwise"] is not None:
         el = tensor_out(body["elementwise"], where)
         assert body["elementwise"]["dtype"] == meta["dtype"], where

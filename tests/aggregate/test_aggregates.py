@@ -21,7 +21,7 @@ import torch
 
 from service.losses import default_registry
 
-from ..conftest import problem
+from ..conftest import make_client, problem
 from ..engine.test_half_precision import KERNEL_POSITION_DEPENDENT
 from ..reference.case import Case, reductions_of, whole
 from ..reference.tables import CASES
@@ -247,3 +247,20 @@ def test_per_sample_values_in_npy_and_for_several_losses(client):
     request["inputs"]["target"] = [[[0.0, 1.0]], [[1.0, 0.0]]]
     detail = problem(client.post("/v1/evaluate", json=request), 422)["detail"]
     assert "dice: dice has no per-sample values: with batch=true its value reduces the whole request" in detail
+
+
+CUDA_CASES = ("cross_entropy-weight-ignore", "kl_div", "ctc-padded", "dice-softmax-index", "focal-ignore-class")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("case", [c for c in DECOMPOSABLE if c.id in CUDA_CASES], ids=_id)
+def test_aggregates_and_per_sample_values_on_cuda_are_the_cpus(client, case):
+    tensors = data_set(case)
+    requests = [body(case, tensors, case.params, r, per_sample=True) for r in reductions_of(case) if r in AGGREGATED]
+    with make_client(engine={"device": "cuda"}) as gpu:
+        on_cuda = [post(gpu, r) for r in requests]
+    for request, got in zip(requests, on_cuda, strict=True):
+        want = post(client, request)
+        assert got["meta"]["device"].startswith("cuda")
+        assert all(close(a, b, rtol=1e-9) for a, b in zip(aggregate(got), aggregate(want), strict=True))
+        np.testing.assert_allclose(array(got["per_sample"]), array(want["per_sample"]), rtol=1e-9, atol=1e-12)
