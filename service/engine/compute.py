@@ -1,8 +1,9 @@
 """Computing a group of compatible jobs in one ``reduction="none"`` call.
 
 Requests whose loss, params, dtype, gradient roles and non-batch dimensions agree are concatenated
-along their batch dimension; each request's value is reduced from its own slice by the loss's own
-formula, and one backward pass over the sum of the values gives every request its gradients.
+along their batch dimension; each request's value, dataset aggregate (S, W) and per-sample values
+are reduced from its own rows (reduce.py), and one backward pass over the sum of the values gives
+every request its gradients.
 """
 
 from __future__ import annotations
