@@ -45,7 +45,10 @@ one of:
 
 3. A ``Loss``, built as the service builds its own losses (see ``service/losses/*.py``): a
    ``Params`` subclass, ``role``\\ s, ``forward(inputs, params)`` returning the elementwise values,
-   ``reduce`` or ``mean_weights``, validators; or a list of any of these.
+   ``mean_weights`` (a weighted mean) or ``sample_terms`` (each sample's share S_i and weight
+   W_i of the mean, from which values, dataset aggregates and per-sample values all follow; a
+   decomposable loss gives one of them, or neither for the plain mean), validators; or a list of
+   any of these. A loss that is not decomposable (``decomposable=False``) gives its own ``reduce``.
 
 A plugin that cannot be loaded (import error, unusable signature, a name or alias in use) stops the
 service at start-up with a line naming it and the reason. A plugin whose forward raises fails that
@@ -61,11 +64,15 @@ from .losses.base import (
     Loss,
     MeanWeights,
     Params,
+    SampleTerms,
     Validator,
     element_count,
     mean_or_sum,
     param_tensor,
     reduce_by_weights,
+    row_counts,
+    row_sums,
+    rows,
     weighted_mean,
 )
 from .losses.contract import EITHER, FLOAT, INTEGER, Form, Role, form, role
@@ -84,6 +91,7 @@ __all__ = [
     "MeanWeights",
     "Params",
     "Role",
+    "SampleTerms",
     "Validator",
     "element_count",
     "form",
@@ -92,5 +100,8 @@ __all__ = [
     "param_tensor",
     "reduce_by_weights",
     "role",
+    "row_counts",
+    "row_sums",
+    "rows",
     "weighted_mean",
 ]
