@@ -11,7 +11,7 @@ from ..codecs import encode
 from ..codecs.body import Body, parse_json, read_body, read_multipart
 from ..codecs.npy import read_npy
 from ..codecs.tensors import Decoded, decode_tensor
-from ..core import INLINE_BYTES, Admission, Ask, Core, Result, Spec, base64_text, json_text, offload
+from ..core import Admission, Ask, Core, Result, Spec, base64_text, json_parsing_bytes, json_text, offload
 from ..errors import ServiceError
 from ..losses.composite import CompositeJob
 from ..schemas.evaluate import EvaluateManyResponse, EvaluateRequest, EvaluateResponse, LossSpec
@@ -76,7 +76,7 @@ async def _decode(
     _, raw = await read_body(request)
     if raw is not None:  # JSON (a multipart body comes as None: its parser streams it below)
         size = len(raw)
-        admission.hold(await offload(size, _parsing_bytes, raw))
+        admission.hold(await offload(size, json_parsing_bytes, raw))
         body = Body(await offload(size, parse_json, raw))
         del raw  # the parsed form is all that is needed from here on
     else:
@@ -101,16 +101,6 @@ def _spec(s: LossSpec) -> Spec:
         return Spec("", terms=[(_spec(t.loss), t.weight) for t in s.terms])
     assert s.name is not None  # LossSpec has a name or terms
     return Spec(s.name, s.params, s.reduction)
-
-
-def _parsing_bytes(raw: bytes | bytearray) -> int:
-    """A bound on what parsing a JSON body holds besides the body: each number becomes at most
-    8 bytes (numbers are parsed into float64 or int64), and a base64 string 3/4 of its length.
-    A number takes at least two characters with its separator; a large body's numbers are
-    counted by their separators (every number but an array's last is followed by a comma)."""
-    if len(raw) <= INLINE_BYTES:
-        return 8 * (len(raw) // 2 + 1) + len(raw) * 3 // 4
-    return 8 * (raw.count(b",") + raw.count(b"[") + 1) + len(raw) * 3 // 4
 
 
 def _tensors(body: Body, max_elements: int) -> dict[str, Decoded]:

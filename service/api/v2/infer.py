@@ -15,12 +15,11 @@ from fastapi import FastAPI
 from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope
 
-from ...core import Admission, Ask, Core, Result, Spec, json_text, offload, raw_bytes
+from ...core import Admission, Ask, Core, Result, Spec, json_parsing_bytes, json_text, offload, raw_bytes
 from ...dtypes import DTYPES
 from ...errors import ErrorItem, InvalidInput, Loc, MalformedRequest, ServiceError, UnsupportedMediaType, clip
 from ...headers import header
 from ...losses.base import Loss
-from ..evaluate import _parsing_bytes
 from ..problems import Reply, unexpected_error
 from . import codec, models
 from .errors import error_reply
@@ -79,7 +78,7 @@ async def _decode(
     scope["state"]["loss"] = loss.name
     whole = isinstance(buf, (bytes, bytearray)) and pad == 0 and json_bytes == size  # JSON alone: as it came
     text = buf if whole else bytes(buf[pad : pad + json_bytes])
-    admission.hold(await offload(json_bytes, _parsing_bytes, text))
+    admission.hold(await offload(json_bytes, json_parsing_bytes, text))
     request = await offload(json_bytes, codec.parse, text)
     del text
     ask = _ask(loss, request)
