@@ -28,7 +28,7 @@ from .engine.compute import Outcome
 from .engine.worker import Engine, Ticket
 from .errors import ErrorItem, InvalidInput, NotReady, UnknownLoss, clip, collect
 from .losses.composite import COMPOSITE, AnyJob, Term, prepare_named, prepare_terms
-from .losses.prepare import prepare
+from .losses.prepare import Job, prepare
 from .losses.registry import Registry
 
 INLINE_BYTES = 64 * 1024  # work on bodies larger than this runs off the event loop
@@ -210,6 +210,7 @@ class Core:
         reduction, and named by the label for the tensors it checks."""
         jobs: dict[str, AnyJob] = {}
         errors: list[ErrorItem] = []
+        memo: dict = {}
         declared: set[str] = set()
         for label, spec in ask.losses.items():
             try:
@@ -219,7 +220,9 @@ class Core:
                     raise UnknownLoss(errors=[_under(label, e) for e in exc.errors]) from None
                 declared |= roles
                 own = {r: t for r, t in tensors.items() if r in roles}
-                jobs[label] = self._prepare(spec, own, ask, several=True)
+                job = jobs[label] = self._prepare(spec, own, ask, several=True)
+                if isinstance(job, Job):
+                    job.shared = memo  # what the request's losses compute alike, computed once
             except InvalidInput as exc:
                 errors += [_under(label, e) for e in exc.errors]
         errors += [
@@ -276,6 +279,8 @@ def working_bytes(jobs: list[AnyJob], text_bytes: TextBytes) -> int:
         out = grads + (max(a.size for a in job.arrays.values()) if job.return_elementwise else 0)
         itemsize = job.torch_dtype.itemsize
         total += out * itemsize + text_bytes(out, itemsize)
+    if len(jobs) > 1:  # the request's memo (losses.shared): a log-softmax of its largest float tensor
+        total += max((a.nbytes for j in jobs for a in j.arrays.values() if a.dtype.kind == "f"), default=0)
     return total + sum(seen.values())
 
 

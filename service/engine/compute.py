@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..losses import shared
 from ..losses.prepare import Job
 from .reduce import Reduced, reduce_elementwise
 
@@ -80,7 +81,8 @@ def run_group(jobs: list[Job], device: torch.device) -> list[Outcome]:
             arr = parts[0] if len(parts) == 1 else _concat(parts, r.batch_dim or 0, r.ragged_dims)
             inputs[r.name] = to_device(arr, head, device)
     leaves = [inputs[r] for r in head.grad_roles]
-    with torch.enable_grad() if leaves else torch.inference_mode():
+    memo = head.shared if len(jobs) == 1 and not leaves else None  # a request's losses share values alone
+    with torch.enable_grad() if leaves else torch.inference_mode(), shared.memo(memo):
         for leaf in leaves:
             leaf.requires_grad_(True)
         el, reduced = reduce_group(jobs, inputs, sizes)

@@ -14,6 +14,7 @@ from pydantic import Field, PlainValidator, WithJsonSchema
 from torch import Tensor
 
 from ..errors import ErrorItem
+from . import shared
 from .base import Checked, Inputs, Loss, Params, Validator, param_tensor, row_counts, row_sums, rows
 from .checks import (
     at_least,
@@ -157,7 +158,12 @@ def _broadcasts_to_input(name: str) -> Validator:
 
 
 def _cross_entropy(t: Inputs, p: CrossEntropyParams) -> Tensor:
-    x = t["input"]
+    x, target = t["input"], t["target"]
+    if p.label_smoothing == 0 and not target.is_floating_point():
+        # what F.cross_entropy computes for class indices, with the log-softmax shared with the
+        # request's other losses (service.losses.shared)
+        weight = param_tensor(p.weight, x)
+        return F.nll_loss(shared.log_softmax(x, 1), target, weight, ignore_index=p.ignore_index, reduction="none")
     return F.cross_entropy(
         x,
         t["target"],

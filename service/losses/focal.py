@@ -10,6 +10,7 @@ from pydantic import Field
 from torch import Tensor
 
 from ..errors import ErrorItem
+from . import shared
 from .base import Checked, Inputs, Loss, Params, param_tensor
 from .checks import class_indices, in_range, param_length
 from .contract import INTEGER, role
@@ -51,7 +52,7 @@ def _kept(t: Inputs, p: FocalParams) -> Tensor:
 def _focal(t: Inputs, p: FocalParams) -> Tensor:
     x, kept = t["input"], _kept(t, p)
     target = torch.where(kept, t["target"], 0)
-    log_pt = F.log_softmax(x, dim=1).gather(1, target.unsqueeze(1)).squeeze(1)
+    log_pt = shared.log_softmax(x, 1).gather(1, target.unsqueeze(1)).squeeze(1)
     loss = -_focusing(-log_pt.expm1(), p.gamma) * log_pt  # -expm1: 1 - p_t, accurate as p_t -> 1
     if p.alpha is not None:
         loss = loss * param_tensor(p.alpha, x)[target]

@@ -43,6 +43,7 @@ class Job:
     return_elementwise: bool
     plan: Plan | None = field(default=None, repr=False, compare=False)  # shared by like requests
     return_per_sample: bool = False  # each sample's value under the reduction, shape (N,)
+    shared: dict | None = field(default=None, repr=False)  # the memo of a request's losses (losses.shared)
 
     @property
     def name(self) -> str:

@@ -236,8 +236,24 @@ def test_tensors_several_losses_share_are_counted_once(client):
     tensors = {"input": Decoded(LOGITS.copy(), "float64"), "target": Decoded(INDICES.copy(), None)}
     one = core.check(Ask({"": Spec("cross_entropy")}), tensors)
     three = core.check(Ask({"a": Spec("cross_entropy"), "b": Spec("focal"), "c": Spec("nll")}, several=True), tensors)
-    assert working_bytes(list(three.values()), json_text) == working_bytes(list(one.values()), json_text)
     assert working_bytes(list(one.values()), json_text) == LOGITS.nbytes + INDICES.nbytes
+    # the three share their tensors, and hold one more of the input's size: their memo's log-softmax
+    assert working_bytes(list(three.values()), json_text) == 2 * LOGITS.nbytes + INDICES.nbytes
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_losses_share_their_log_softmax_and_answer_as_alone(client, monkeypatch, dtype):
+    """focal and cross_entropy compute one log-softmax between them (values only), bitwise as alone."""
+    calls = []
+    real = torch.nn.functional.log_softmax
+    monkeypatch.setattr(torch.nn.functional, "log_softmax", lambda *a, **k: calls.append(1) or real(*a, **k))
+    inputs = {**SEG, "input": {**SEG["input"], "dtype": dtype}}
+    both = _post(client, {"losses": TRIO, "inputs": inputs})["results"]
+    assert len(calls) == 1
+    for label, spec in TRIO.items():
+        alone = _post(client, {"loss": spec, "inputs": inputs})
+        assert both[label]["value"] == alone["value"] and both[label]["aggregate"] == alone["aggregate"]
+    assert len(calls) == 3  # alone, each computes its own
 
 
 def test_a_composite_per_sample_is_the_weighted_sum_and_terms_carry_their_aggregates(client):
