@@ -13,6 +13,7 @@ from torch import Tensor
 
 from ..arrays import first_value, position
 from ..errors import ErrorItem
+from . import shared
 from .base import Checked, Inputs
 from .checks import class_indices, in_range, param_length
 from .contract import FLOAT, INTEGER, Role, fmt_shape, form, role
@@ -59,10 +60,20 @@ def prepared(t: Inputs, p: Options) -> tuple[Tensor, Tensor]:
     if p.sigmoid:
         x = torch.sigmoid(x)
     if p.softmax:
-        x = torch.softmax(x, dim=1)
+        x = _softmax(x)
     if not p.include_background:
         x, y = x[:, 1:], y[:, 1:]
     return x, y
+
+
+def _softmax(x: Tensor) -> Tensor:
+    """The softmax over the classes; in float32 and float64 as the exp of the log-softmax, which
+    the request's other losses (cross_entropy, focal) share (service.losses.shared). (float16 and
+    bfloat16 keep torch.softmax, which works in float32: a log-softmax rounded to them first would
+    cost the probabilities several ulps.)"""
+    if x.dtype in (torch.float32, torch.float64):
+        return shared.log_softmax(x, 1).exp()
+    return torch.softmax(x, dim=1)
 
 
 def sum_dims(x: Tensor, batch: bool) -> list[int]:

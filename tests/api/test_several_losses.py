@@ -243,7 +243,8 @@ def test_tensors_several_losses_share_are_counted_once(client):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_losses_share_their_log_softmax_and_answer_as_alone(client, monkeypatch, dtype):
-    """focal and cross_entropy compute one log-softmax between them (values only), bitwise as alone."""
+    """focal, cross_entropy and dice (its softmax) compute one log-softmax between them (values only),
+    bitwise as alone."""
     calls = []
     real = torch.nn.functional.log_softmax
     monkeypatch.setattr(torch.nn.functional, "log_softmax", lambda *a, **k: calls.append(1) or real(*a, **k))
@@ -253,7 +254,7 @@ def test_losses_share_their_log_softmax_and_answer_as_alone(client, monkeypatch,
     for label, spec in TRIO.items():
         alone = _post(client, {"loss": spec, "inputs": inputs})
         assert both[label]["value"] == alone["value"] and both[label]["aggregate"] == alone["aggregate"]
-    assert len(calls) == 3  # alone, each computes its own
+    assert len(calls) == 4  # alone, each computes its own (dice its softmax as exp of it)
 
 
 def test_a_composite_per_sample_is_the_weighted_sum_and_terms_carry_their_aggregates(client):
