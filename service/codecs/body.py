@@ -36,7 +36,7 @@ async def read_body(request: Request) -> tuple[str, bytes | bytearray | None]:
     """The media type, and the raw body for JSON (multipart is streamed by its parser)."""
     kind = media_type(request)
     if kind == "application/json" or kind.endswith("+json"):
-        return "json", await _read_all(request.receive)
+        return "json", await read_all(request.receive)
     if kind == "multipart/form-data":
         return "multipart", None
     expected = "expected application/json or multipart/form-data"
@@ -45,17 +45,18 @@ async def read_body(request: Request) -> tuple[str, bytes | bytearray | None]:
     raise UnsupportedMediaType(f"unsupported content type {kind!r}; {expected}")
 
 
-async def _read_all(receive: Receive) -> bytes | bytearray:
+async def read_all(receive: Receive, start: bytearray | None = None) -> bytes | bytearray:
     """The whole body, grown in one buffer: a list of chunks and their join would hold it twice.
     (Read from ``receive`` itself: request.body() would keep it for the request's life, and
-    request.stream() costs an async generator per request.)"""
-    body: bytes | bytearray = b""
+    request.stream() costs an async generator per request.) After ``start`` when given (padding
+    that aligns what follows), else as the first chunk came when it is all there is."""
+    body: bytes | bytearray = b"" if start is None else start
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             raise ClientDisconnect()
         chunk = message.get("body", b"")
-        if not body:
+        if not body and start is None:
             body = chunk  # a small body comes in one chunk: no copy
         elif chunk:
             if isinstance(body, bytes):

@@ -12,12 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 
 from ..codecs.tensors import Decoded
-from ..dtypes import DTYPES
 from ..errors import ErrorItem, InvalidInput, Loc, clip, collect
-from .prepare import Job, parse_params, prepare
+from .prepare import Job, Work, parse_params, prepare
 from .registry import Registry
 
 COMPOSITE = "composite"  # the name a request's own composite is reported under
@@ -34,7 +32,7 @@ class Term:
 
 
 @dataclass(eq=False, slots=True)
-class CompositeJob:
+class CompositeJob(Work):
     """A checked composite: its terms as jobs of their own (sharing the converted arrays of the roles
     they have in common), their weights, and the gradient roles of the sum."""
 
@@ -53,17 +51,6 @@ class CompositeJob:
         reductions = {t.reduction for t in self.terms}
         return reductions.pop() if len(reductions) == 1 else None
 
-    @property
-    def nbytes(self) -> int:
-        return sum(a.nbytes for a in self.arrays.values())
-
-    @property
-    def elements(self) -> int:
-        return sum(a.size for a in self.arrays.values())
-
-    @property
-    def torch_dtype(self) -> torch.dtype:
-        return DTYPES[self.dtype].torch
 
 
 def prepare_terms(

@@ -19,21 +19,16 @@ from torch import Tensor
 from ..codecs.tensors import Decoded
 from .base import Inputs, Loss, Params
 from .composite import Term
-from .dice import Smooth, Weight
+from .dice import DiceParams, Weight
 from .segmentation import INPUT, target_role
 
 Lambda = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 
-class DiceCEParams(Params):
-    include_background: bool = Field(True, description="false leaves class 0 out of the Dice term; needs C > 1")
-    sigmoid: bool = Field(False, description="Dice term: apply a sigmoid to the input first")
-    softmax: bool = Field(False, description="Dice term: apply a softmax over the classes first; needs C > 1")
-    squared_pred: bool = Field(False, description="Dice term: square the input and target in the denominator")
-    jaccard: bool = Field(False, description="Dice term: the Jaccard index instead of Dice")
-    smooth_nr: Smooth = Field(1e-5, description="Dice term: added to the numerator")
-    smooth_dr: Smooth = Field(1e-5, description="Dice term: added to the denominator")
-    batch: bool = Field(False, description="Dice term: pool the sums over the batch before dividing")
+class DiceCEParams(DiceParams):
+    """dice's params (the Dice term's options), with class weights for both terms and the terms'
+    weights. (``jaccard`` is MONAI's DiceCELoss option too.)"""
+
     weight: list[Weight] | None = Field(
         None, description="class weights (C values), used by both terms (the Dice term's without the background's)"
     )

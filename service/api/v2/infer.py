@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope
 
+from ...codecs.body import read_all
 from ...core import Admission, Ask, Core, Result, Spec, json_parsing_bytes, json_text, offload, raw_bytes
 from ...dtypes import DTYPES
 from ...errors import ErrorItem, InvalidInput, Loc, MalformedRequest, ServiceError, UnsupportedMediaType, clip
@@ -67,7 +68,7 @@ async def _decode(
     if json_bytes is not None and length is not None:
         buf: bytes | bytearray | memoryview = await _read_into(receive, pad, int(length))
     else:
-        buf = await _read(receive, json_bytes is not None, pad)
+        buf = await read_all(receive, bytearray(pad) if json_bytes is not None else None)  # chunked
     size = len(buf) - pad
     if json_bytes is None:
         json_bytes = size
@@ -107,25 +108,6 @@ async def _read_into(receive: Receive, pad: int, length: int) -> memoryview:
         at = end
         if not message.get("more_body", False):
             return view[:at]
-
-
-async def _read(receive: Receive, binary: bool, pad: int) -> bytes | bytearray:
-    """The whole body, grown as it comes. With binary data (a chunked body), in a writable buffer
-    after ``pad`` bytes that put the binary data at an aligned offset; else as v1 reads JSON."""
-    body: bytes | bytearray = bytearray(pad) if binary else b""
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnect()
-        chunk = message.get("body", b"")
-        if not body and not binary:
-            body = chunk  # a small JSON body comes in one chunk: no copy
-        elif chunk:
-            if isinstance(body, bytes):
-                body = bytearray(body)
-            body += chunk
-        if not message.get("more_body", False):
-            return body
 
 
 def _ask(loss: Loss, request: codec.InferRequest) -> Ask:
