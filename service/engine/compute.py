@@ -82,10 +82,14 @@ def run_group(jobs: list[Job], device: torch.device) -> list[Outcome]:
             inputs[r.name] = to_device(arr, head, device)
     leaves = [inputs[r] for r in head.grad_roles]
     memo = head.shared if len(jobs) == 1 and not leaves else None  # a request's losses share values alone
-    with torch.enable_grad() if leaves else torch.inference_mode(), shared.memo(memo):
+    with torch.enable_grad() if leaves else torch.inference_mode():
         for leaf in leaves:
             leaf.requires_grad_(True)
-        el, reduced = reduce_group(jobs, inputs, sizes)
+        if memo is None:
+            el, reduced = reduce_group(jobs, inputs, sizes)
+        else:
+            with shared.memo(memo):
+                el, reduced = reduce_group(jobs, inputs, sizes)
         grads = torch.autograd.grad(reduced.totals.sum(), leaves) if leaves else []
     return _outcomes(jobs, sizes, el, reduced, dict(zip(head.grad_roles, grads, strict=True)))
 

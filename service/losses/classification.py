@@ -159,9 +159,9 @@ def _broadcasts_to_input(name: str) -> Validator:
 
 def _cross_entropy(t: Inputs, p: CrossEntropyParams) -> Tensor:
     x, target = t["input"], t["target"]
-    if p.label_smoothing == 0 and not target.is_floating_point():
-        # what F.cross_entropy computes for class indices, with the log-softmax shared with the
-        # request's other losses (service.losses.shared)
+    if shared.active() and p.label_smoothing == 0 and not target.is_floating_point():
+        # what F.cross_entropy computes for class indices (bitwise), with the log-softmax shared
+        # with the request's other losses (service.losses.shared)
         weight = param_tensor(p.weight, x)
         return F.nll_loss(shared.log_softmax(x, 1), target, weight, ignore_index=p.ignore_index, reduction="none")
     return F.cross_entropy(

@@ -33,6 +33,11 @@ def memo(store: dict | None) -> Iterator[None]:
         _LOCAL.store = previous
 
 
+def active() -> bool:
+    """Whether a memo is open (a loss may then take the longer way that shares its work)."""
+    return getattr(_LOCAL, "store", None) is not None
+
+
 def log_softmax(x: Tensor, dim: int) -> Tensor:
     """``F.log_softmax(x, dim)``, computed once per request for the same tensor."""
     store = getattr(_LOCAL, "store", None)

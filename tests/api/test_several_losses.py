@@ -254,7 +254,7 @@ def test_losses_share_their_log_softmax_and_answer_as_alone(client, monkeypatch,
     for label, spec in TRIO.items():
         alone = _post(client, {"loss": spec, "inputs": inputs})
         assert both[label]["value"] == alone["value"] and both[label]["aggregate"] == alone["aggregate"]
-    assert len(calls) == 4  # alone, each computes its own (dice its softmax as exp of it)
+    assert len(calls) == 3  # alone: focal and dice (its softmax as the exp of it); cross_entropy in F.cross_entropy
 
 
 def test_a_composite_per_sample_is_the_weighted_sum_and_terms_carry_their_aggregates(client):
