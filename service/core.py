@@ -249,10 +249,13 @@ class Core:
         size: int,
     ) -> dict[str, Result]:
         """Check, hold what the request needs, compute: each loss's result, by label. ``size`` is
-        the request's wire size (whether its checks are worth moving off the event loop)."""
+        the request's wire size (whether its checks are worth moving off the event loop).
+        ``tensors`` is emptied once the request is checked."""
         admission.hold(admission.nbytes + 8 * sum(t.array.size for t in tensors.values()))  # conversions
         jobs = await offload(size, self.check, ask, tensors)
-        del tensors  # the jobs hold the converted arrays
+        # The jobs hold the converted arrays: the decoded ones (float64 from JSON numbers, say) go
+        # now, from the caller's dict too, not when the request is answered.
+        tensors.clear()
         admission.hold(working_bytes(list(jobs.values()), text_bytes))
         engine = admission.engine
         if len(jobs) == 1:
