@@ -52,7 +52,6 @@ class CompositeJob(Work):
         return reductions.pop() if len(reductions) == 1 else None
 
 
-
 def prepare_terms(
     registry: Registry,
     name: str,
