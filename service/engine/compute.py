@@ -78,7 +78,7 @@ def run_group(jobs: list[Job], device: torch.device) -> list[Outcome]:
     for r in head.loss.roles:
         if r.name in head.arrays:
             parts = [j.arrays[r.name] for j in jobs]
-            arr = parts[0] if len(parts) == 1 else _concat(parts, r.batch_dim or 0, r.ragged_dims)
+            arr = parts[0] if len(parts) == 1 else concat(parts, r.batch_dim or 0, r.ragged_dims)
             inputs[r.name] = to_device(arr, head, device)
     leaves = [inputs[r] for r in head.grad_roles]
     memo = head.shared if len(jobs) == 1 and not leaves else None  # a request's losses share values alone
@@ -108,11 +108,11 @@ def term_totals(job: Job, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor
     in the autograd graph, and its outcome (the value, aggregate and per-sample values a request
     alone gets)."""
     _, reduced = reduce_group([job], inputs, [None])
-    (summary,) = _summaries([job], [None], reduced)
+    (summary,) = summaries([job], [None], reduced)
     return reduced.totals, Outcome(summary[0], None, {}, 1, summary[1], summary[2])
 
 
-def _summaries(jobs: list[Job], sizes: list, reduced: Reduced) -> list[tuple]:
+def summaries(jobs: list[Job], sizes: list, reduced: Reduced) -> list[tuple]:
     """Per job, (value, aggregate, per-sample values) on the host: one copy for the whole group."""
     totals = reduced.totals.detach()
     if reduced.sums is None or reduced.weights is None:
@@ -146,7 +146,7 @@ def _on(t: torch.Tensor, device: torch.device) -> torch.Tensor:
     return t if t.device == device else t.to(device)
 
 
-def _concat(parts: list[np.ndarray], axis: int, ragged: tuple[int, ...]) -> np.ndarray:
+def concat(parts: list[np.ndarray], axis: int, ragged: tuple[int, ...]) -> np.ndarray:
     """Concatenate along ``axis``, zero-padding the ragged dims to the longest part."""
     if ragged:
         longest = {d: max(p.shape[d] for p in parts) for d in ragged}
@@ -203,15 +203,15 @@ def to_device(arr: np.ndarray, job: Job, device: torch.device) -> torch.Tensor:
 
 def _outcomes(jobs, sizes, el, reduced, grads) -> list[Outcome]:
     """Copy the results to the host once for the whole group, then cut them per request."""
-    summaries = _summaries(jobs, sizes, reduced)
+    per_job = summaries(jobs, sizes, reduced)
     el_host = _on(el.detach(), _CPU) if any(j.return_elementwise for j in jobs) else None
     grads_host = {k: _on(g.detach(), _CPU) for k, g in grads.items()}
     k = len(jobs)
     if el_host is None and not grads_host:  # values only (most small requests): nothing to cut
-        return [Outcome(value, None, {}, k, aggregate, per_sample) for value, aggregate, per_sample in summaries]
+        return [Outcome(value, None, {}, k, aggregate, per_sample) for value, aggregate, per_sample in per_job]
     dims = _batch_dims(jobs[0])
     out, offset = [], 0
-    for job, n, (value, aggregate, per_sample) in zip(jobs, sizes, summaries, strict=True):
+    for job, n, (value, aggregate, per_sample) in zip(jobs, sizes, per_job, strict=True):
         own_el, own_grads = _slice(el_host, grads_host, dims, offset, n)
         elementwise = _numpy(own_el) if job.return_elementwise else None
         grads = {k: _numpy(_unpad(own_grads[k], job, k)) for k in grads_host}

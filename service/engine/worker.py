@@ -28,7 +28,7 @@ from ..errors import (
 )
 from ..losses.composite import AnyJob, CompositeJob
 from ..observability import metrics
-from .composite import run_composite
+from .composite import composite_key, run_composite, run_composite_group
 from .compute import Outcome, group_key, run_group
 from .device import probe
 
@@ -259,8 +259,8 @@ class Engine:
     def _key(self, ticket: Ticket) -> object:
         """The ticket's group key (None: it runs alone), computed once however long it waits."""
         if ticket.key is None:
-            job = ticket.job  # a composite runs alone
-            key = None if isinstance(job, CompositeJob) else group_key(job, self.settings.solo_elements)
+            job, solo = ticket.job, self.settings.solo_elements
+            key = composite_key(job, solo) if isinstance(job, CompositeJob) else group_key(job, solo)
             ticket.key = key or _SOLO
         return None if ticket.key is _SOLO else ticket.key
 
@@ -281,8 +281,10 @@ class Engine:
         start = time.perf_counter()
         try:
             head = tickets[0].job
-            if isinstance(head, CompositeJob):
+            if isinstance(head, CompositeJob) and len(tickets) == 1:
                 outcomes = [run_composite(head, self.device)]
+            elif isinstance(head, CompositeJob):
+                outcomes = run_composite_group([t.job for t in tickets], self.device)  # type: ignore[misc]
             else:
                 outcomes = run_group([t.job for t in tickets], self.device)  # type: ignore[misc]
         except torch.OutOfMemoryError:

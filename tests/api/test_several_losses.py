@@ -266,3 +266,47 @@ def test_a_composite_per_sample_is_the_weighted_sum_and_terms_carry_their_aggreg
     per_sample = sum(w * np.array(a["per_sample"]["data"]) for (_, w), a in zip(terms, alone, strict=True))
     assert out["per_sample"]["shape"] == [4]
     np.testing.assert_allclose(out["per_sample"]["data"], per_sample, rtol=1e-13)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_composites_batch_together_and_answer_as_alone(dtype):
+    """Like composites share a compute call (meta.batch_size), with values, per-term values and
+    aggregates, per-sample values and gradients bitwise those each gets alone."""
+    import asyncio
+
+    import httpx
+
+    from service.app import create_app
+    from service.config import Settings
+
+    rng = np.random.default_rng(5)
+    terms = [{"loss": {"name": "dice", "params": {"softmax": True}}, "weight": 0.7}, {"loss": "cross_entropy"}]
+    bodies = []
+    for _ in range(12):
+        n = int(rng.integers(1, 4))
+        x = rng.standard_normal((n, 3, 4, 4))
+        body = {
+            "loss": {"terms": terms},
+            "inputs": {
+                "input": {"data": x.ravel().tolist(), "shape": list(x.shape), "dtype": dtype},
+                "target": rng.integers(0, 3, (n, 4, 4)).tolist(),
+            },
+            "return_grad": True,
+            "return_per_sample": True,
+        }
+        bodies.append(body)
+
+    async def run() -> tuple[list[dict], list[dict]]:
+        app = create_app(Settings(engine={"max_queue_delay_ms": 20.0}))
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+                alone = [(await c.post("/v1/evaluate", json=b)).json() for b in bodies]
+                together = await asyncio.gather(*(c.post("/v1/evaluate", json=b) for b in bodies))
+        return alone, [r.json() for r in together]
+
+    alone, together = asyncio.run(run())
+    assert max(a["meta"]["batch_size"] for a in together) > 1
+    for a, b in zip(alone, together, strict=True):
+        a.pop("meta"), b.pop("meta")
+        assert a == b

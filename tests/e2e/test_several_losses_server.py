@@ -1,5 +1,6 @@
 """Several losses and composites against a real server: each loss of a several-loss request joins the
-batches of that loss with single-loss requests, and every answer equals the one it gets alone."""
+batches of that loss with single-loss requests, composites batch with like composites, and every
+answer equals the one it gets alone."""
 
 from __future__ import annotations
 
@@ -62,3 +63,5 @@ def test_several_losses_share_batches_and_answer_as_alone(tmp_path):
     assert all(a["meta"]["batch_size"] == 1 for a in alone)
     several = [a for a in together if "results" in a]
     assert any(a["meta"]["batch_size"] > 1 for a in several), [a["meta"] for a in several]
+    composites = [a for a in together if a.get("loss") == "composite"]
+    assert any(a["meta"]["batch_size"] > 1 for a in composites), [a["meta"] for a in composites]

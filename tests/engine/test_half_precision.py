@@ -282,6 +282,14 @@ KERNEL_POSITION_DEPENDENT.update(
     }
 )
 
+# dice_ce is computed through its terms (dice, and cross_entropy or bce_with_logits): theirs.
+KERNEL_POSITION_DEPENDENT.update(
+    {
+        ("dice_ce", dtype): f"its terms' kernels: dice's and bce_with_logits': {_SIMD_TAIL}"
+        for dtype in ("float32", "float64")
+    }
+)
+
 ULPS = 4  # the dtype's tolerance: a few units in the last place, on the scale of the tensor
 
 
