@@ -26,8 +26,8 @@ from .codecs.tensors import Decoded
 from .config import Settings
 from .engine.compute import Outcome
 from .engine.worker import Engine, Ticket
-from .errors import ErrorItem, InvalidInput, NotReady, UnknownLoss, clip, collect
-from .losses.composite import COMPOSITE, AnyJob, Term, prepare_named, prepare_terms
+from .errors import ErrorItem, InvalidInput, NotReady, UnknownLoss, collect
+from .losses.composite import COMPOSITE, AnyJob, Term, hold_once, prepare_named, prepare_terms, under, untaken
 from .losses.prepare import Job, prepare
 from .losses.registry import Registry
 
@@ -164,7 +164,7 @@ class Core:
         names = []
         for spec in ask.losses.values():
             try:
-                names.append(self.registry.get(spec.name).name)
+                names.append(COMPOSITE if spec.terms is not None else self.registry.get(spec.name).name)
             except UnknownLoss:  # reported to the client by check()
                 names.append("unknown")
         return names[0] if len(names) == 1 else "+".join(sorted(set(names)))
@@ -198,10 +198,7 @@ class Core:
         """The roles a loss (or every term of a composite) declares."""
         if spec.terms is not None:
             return {r for s, _ in spec.terms for r in self._roles(s)}
-        loss = self.registry.get(spec.name)
-        if loss.expand is not None:
-            return {r.name for r in loss.roles}
-        return {r.name for r in loss.roles}
+        return {r.name for r in self.registry.get(spec.name).roles}
 
     def _check_several(self, ask: Ask, tensors: dict[str, Decoded]) -> dict[str, AnyJob]:
         """Each loss takes the roles it declares from the shared tensors (decoded once; a role no
@@ -211,31 +208,23 @@ class Core:
         jobs: dict[str, AnyJob] = {}
         errors: list[ErrorItem] = []
         memo: dict = {}
+        converted: dict = {}  # the arrays the losses converted, each held once
         declared: set[str] = set()
         for label, spec in ask.losses.items():
             try:
                 try:
                     roles = self._roles(spec)
                 except UnknownLoss as exc:
-                    raise UnknownLoss(errors=[_under(label, e) for e in exc.errors]) from None
+                    raise UnknownLoss(errors=[under(("losses", label), label, e) for e in exc.errors]) from None
                 declared |= roles
                 own = {r: t for r, t in tensors.items() if r in roles}
                 job = jobs[label] = self._prepare(spec, own, ask, several=True)
                 if isinstance(job, Job):
+                    hold_once(job, converted)
                     job.shared = memo  # what the request's losses compute alike, computed once
             except InvalidInput as exc:
-                errors += [_under(label, e) for e in exc.errors]
-        errors += [
-            ErrorItem(("inputs", r), f"no loss of the request takes this role; they take {', '.join(sorted(declared))}")
-            for r in tensors
-            if r not in declared
-        ]
-        if isinstance(ask.return_grad, list):
-            errors += [
-                ErrorItem(("return_grad", i), f"no loss of the request takes role {clip(r)}")
-                for i, r in enumerate(ask.return_grad)
-                if r not in declared
-            ]
+                errors += [under(("losses", label), label, e) for e in exc.errors]
+        errors += untaken(tensors, ask.return_grad, declared, "loss of the request")
         collect(errors)
         return jobs
 
@@ -285,11 +274,3 @@ def working_bytes(jobs: list[AnyJob], text_bytes: TextBytes) -> int:
     if len(jobs) > 1:  # the request's memo (losses.shared): a log-softmax of its largest float tensor
         total += max((a.nbytes for j in jobs for a in j.arrays.values() if a.dtype.kind == "f"), default=0)
     return total + sum(seen.values())
-
-
-def _under(label: str, error: ErrorItem) -> ErrorItem:
-    """An error of one loss of several: a loss's own fields under ``losses.<label>``; a tensor's
-    message names the loss that checked it."""
-    if error.loc[:1] == ("loss",):
-        return ErrorItem(("losses", label, *error.loc[1:]), error.msg)
-    return ErrorItem(error.loc, f"{label}: {error.msg}")

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..losses.composite import CompositeJob
-from .compute import Outcome, batch_len, concat, group_key, reduce_group, summaries, term_totals, to_device
+from .compute import Outcome, batch_len, concat, group_key, reduce_group, summaries, term_totals, to_device, to_numpy
 
 
 def run_composite(job: CompositeJob, device: torch.device) -> Outcome:
@@ -48,15 +48,8 @@ def run_composite(job: CompositeJob, device: torch.device) -> Outcome:
         g = torch.zeros_like(leaf) if grad is None else grad
         by_role[role] = g if role not in by_role else by_role[role] + g
     value = float(total.detach().cpu())
-    out = {r: _host(by_role[r]) for r in job.grad_roles if r in by_role}
+    out = {r: to_numpy(by_role[r]) for r in job.grad_roles if r in by_role}
     return Outcome(value, None, out, 1, None, _weighted(job, outcomes), terms=outcomes)
-
-
-def _host(t: torch.Tensor):
-    t = t.detach().cpu()
-    if t.dtype == torch.bfloat16:
-        t = t.float()
-    return t.contiguous().numpy()
 
 
 def composite_key(job: CompositeJob, solo_elements: int) -> tuple | None:
@@ -107,7 +100,7 @@ def run_composite_group(jobs: list[CompositeJob], device: torch.device) -> list[
         grads = torch.autograd.grad(total.sum(), [inputs[r] for r in leaves]) if leaves else []
     values = total.detach().cpu().tolist()
     terms = [summaries(term_jobs, sizes, reduced) for term_jobs, reduced in reduced_terms]
-    host = {role: _host(g) for role, g in zip(leaves, grads, strict=True)}
+    host = {role: to_numpy(g) for role, g in zip(leaves, grads, strict=True)}
     out, offset = [], 0
     for j, (job, n) in enumerate(zip(jobs, sizes, strict=True)):
         own = {role: _rows(g, layout[role], offset, n, job.arrays[role].shape) for role, g in host.items()}

@@ -220,6 +220,11 @@ def _outcomes(jobs, sizes, el, reduced, grads) -> list[Outcome]:
     return out
 
 
+def to_numpy(t: torch.Tensor) -> np.ndarray:
+    """A tensor, wherever it is, as a host array (bfloat16 as float32, which holds it exactly)."""
+    return _numpy(_on(t.detach(), _CPU))
+
+
 def _numpy(t: torch.Tensor) -> np.ndarray:
     if t.dtype == torch.bfloat16:
         t = t.float()

@@ -89,21 +89,11 @@ def prepare_terms(
                 some_grads=True, return_per_sample=return_per_sample,
             )  # fmt: skip
         except InvalidInput as exc:
-            errors += [_under(where, term.name, e) for e in exc.errors]
+            errors += [under(where, term.name, e) for e in exc.errors]
             continue
-        _share(job, converted)
+        hold_once(job, converted)
         jobs.append(job)
-    errors += [
-        ErrorItem(("inputs", r), f"no term of {name} takes this role; they take {', '.join(sorted(declared))}")
-        for r in tensors
-        if r not in declared
-    ]
-    if isinstance(return_grad, list):
-        errors += [
-            ErrorItem(("return_grad", i), f"no term of {name} takes role {clip(r)}")
-            for i, r in enumerate(return_grad)
-            if r not in declared
-        ]
+    errors += untaken(tensors, return_grad, declared, f"term of {name}")
     dtypes = sorted({j.dtype for j in jobs})
     if len(dtypes) > 1:
         errors.append(ErrorItem(("inputs",), f"the terms of {name} compute in different dtypes ({', '.join(dtypes)})"))
@@ -139,18 +129,40 @@ def prepare_named(
     )
 
 
-def _share(job: Job, converted: dict[tuple[str, str, str], np.ndarray]) -> None:
-    """A role converted alike by two terms is held once: the second term takes the first's array."""
+# What a composite's terms and a request's several losses have alike: they check the same tensors.
+
+
+def hold_once(job: Job, converted: dict[tuple[str, str, str], np.ndarray]) -> None:
+    """A role converted alike by two losses (or terms) is held once: the later takes the earlier's
+    array (``converted`` is the request's)."""
     for role, arr in job.arrays.items():
         key = (role, arr.dtype.str, str(arr.shape))
         job.arrays[role] = converted.setdefault(key, arr)
 
 
-def _under(where: Loc, name: str, error: ErrorItem) -> ErrorItem:
-    """A term's error: its own fields under its place in the composite, a tensor's message naming it."""
+def under(where: Loc, name: str, error: ErrorItem) -> ErrorItem:
+    """An error of one loss among others (a term, a labelled loss): its own fields (the ``loss``
+    loc ``prepare`` gives them) under ``where``, a tensor's message naming it ``name``."""
     if error.loc[:1] == ("loss",):
         return ErrorItem((*where, *error.loc[1:]), error.msg)
     return ErrorItem(error.loc, f"{name}: {error.msg}")
+
+
+def untaken(tensors: dict, return_grad: bool | list[str], declared: set[str], who: str) -> list[ErrorItem]:
+    """The roles given (and the gradient roles asked for) that no loss takes: ``who`` names one of
+    them ("loss of the request", "term of composite")."""
+    errors = [
+        ErrorItem(("inputs", r), f"no {who} takes this role; they take {', '.join(sorted(declared))}")
+        for r in tensors
+        if r not in declared
+    ]
+    if isinstance(return_grad, list):
+        errors += [
+            ErrorItem(("return_grad", i), f"no {who} takes role {clip(r)}")
+            for i, r in enumerate(return_grad)
+            if r not in declared
+        ]
+    return errors
 
 
 AnyJob = Job | CompositeJob  # what the engine computes

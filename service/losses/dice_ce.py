@@ -17,6 +17,7 @@ from pydantic import Field
 from torch import Tensor
 
 from ..codecs.tensors import Decoded
+from ..dtypes import FLOAT_DTYPES
 from .base import Inputs, Loss, Params
 from .composite import Term
 from .dice import DiceParams, Weight
@@ -68,7 +69,7 @@ def _expand(p: DiceCEParams, reduction: str, tensors: dict[str, Decoded]) -> tup
 def _integral(t: Decoded) -> bool:
     """Whether a tensor holds integers (a stated integer dtype, or whole numbers with none stated)."""
     if t.dtype is not None:
-        return t.dtype not in ("float16", "bfloat16", "float32", "float64")
+        return t.dtype not in FLOAT_DTYPES
     return t.array.dtype.kind in "iub"
 
 

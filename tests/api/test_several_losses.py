@@ -310,3 +310,23 @@ def test_composites_batch_together_and_answer_as_alone(dtype):
     for a, b in zip(alone, together, strict=True):
         a.pop("meta"), b.pop("meta")
         assert a == b
+
+
+def test_losses_that_convert_a_role_alike_hold_it_once(client):
+    """int32 class indices become int64 for each loss: several losses (as a composite's terms)
+    hold one int64 array between them, and the budget counts it once."""
+    from service.codecs.tensors import Decoded
+    from service.core import Ask, Spec
+
+    core = client.app.state.core
+    tensors = {"input": Decoded(LOGITS.copy(), "float64"), "target": Decoded(INDICES.astype(np.int32), "int32")}
+    jobs = core.check(Ask({"ce": Spec("cross_entropy"), "focal": Spec("focal")}, several=True), tensors)
+    assert jobs["ce"].arrays["target"] is jobs["focal"].arrays["target"]
+    assert jobs["ce"].arrays["target"].dtype == np.int64
+    assert working_bytes(list(jobs.values()), json_text) == 2 * LOGITS.nbytes + INDICES.size * 8
+
+
+def test_a_composite_is_labelled_composite_in_metrics(client):
+    body = {"loss": {"terms": [{"loss": "cross_entropy"}]}, "inputs": SEG}
+    _post(client, body)
+    assert 'loss="composite"' in client.get("/metrics").text
