@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -28,6 +30,25 @@ def make_client(**overrides) -> TestClient:
 def client():
     with make_client() as c:
         yield c
+
+
+async def alone_then_together(
+    bodies: list[dict], order: list[int] | None = None, max_queue_delay_ms: float = 5.0
+) -> tuple[list[httpx.Response], list[httpx.Response]]:
+    """POST each of ``bodies`` to /v1/evaluate alone, one after another, then all at once in
+    ``order`` (default: as given), through the app's HTTP stack with the worker waiting up to
+    ``max_queue_delay_ms`` for company; the answers, both lists in the bodies' order."""
+    order = list(range(len(bodies))) if order is None else order
+    app = create_app(Settings(engine={"max_queue_delay_ms": max_queue_delay_ms}))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=120) as client:
+            alone = [await client.post("/v1/evaluate", json=b) for b in bodies]
+            shuffled = await asyncio.gather(*(client.post("/v1/evaluate", json=bodies[i]) for i in order))
+    together: list = [None] * len(bodies)
+    for i, r in zip(order, shuffled, strict=True):
+        together[i] = r
+    return alone, together
 
 
 def problem(response, status: int) -> dict:

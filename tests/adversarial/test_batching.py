@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import random
 
-import httpx
 import numpy as np
 import pytest
 import torch
@@ -24,9 +23,7 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from service.app import create_app
-from service.config import Settings
-
+from ..conftest import alone_then_together
 from ..engine.test_half_precision import KERNEL_POSITION_DEPENDENT, POSITION_DEPENDENT
 from ..reference.case import reductions_of, whole
 from ..reference.tables import CASES
@@ -75,19 +72,6 @@ def body_for(case, seed: int, dtype: str, reduction: str, encoding: str = "json"
     }
 
 
-async def _alone_then_together(bodies: list[dict], order: list[int]) -> tuple[list, list]:
-    app = create_app(Settings(engine={"max_queue_delay_ms": 5.0}))
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=120) as client:
-            alone = [await client.post("/v1/evaluate", json=b) for b in bodies]
-            shuffled = await asyncio.gather(*(client.post("/v1/evaluate", json=bodies[i]) for i in order))
-    together: list = [None] * len(bodies)
-    for i, r in zip(order, shuffled, strict=True):
-        together[i] = r
-    return alone, together
-
-
 def _tensor(t: dict | None) -> np.ndarray | None:
     return None if t is None else tensor_out(t)
 
@@ -133,7 +117,7 @@ def check_batched(
 ) -> None:
     """Send ``bodies`` alone, then together in ``order``; ``labels`` name them in failures (the
     reference case, the seed: ``body_for`` remakes the body)."""
-    alone, together = asyncio.run(_alone_then_together(bodies, order))
+    alone, together = asyncio.run(alone_then_together(bodies, order))
     sizes = []
     failures = []
     for label, a, b in zip(labels, alone, together, strict=True):

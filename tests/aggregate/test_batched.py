@@ -13,14 +13,11 @@ from __future__ import annotations
 import asyncio
 import random
 
-import httpx
 import numpy as np
 import pytest
 import torch
 
-from service.app import create_app
-from service.config import Settings
-
+from ..conftest import alone_then_together
 from ..engine.test_half_precision import KERNEL_POSITION_DEPENDENT
 from ..reference.case import reductions_of
 from .requests import AGGREGATED, aggregate, array, body
@@ -30,16 +27,8 @@ ULPS = 4
 EPS = {"float32": float(np.finfo(np.float32).eps), "float64": float(np.finfo(np.float64).eps)}
 
 
-async def _alone_then_together(bodies: list[dict], order: list[int]) -> tuple[list[dict], list[dict]]:
-    app = create_app(Settings(engine={"max_queue_delay_ms": 5.0}))
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=120) as client:
-            alone = [await client.post("/v1/evaluate", json=b) for b in bodies]
-            shuffled = await asyncio.gather(*(client.post("/v1/evaluate", json=bodies[i]) for i in order))
-    together: list = [None] * len(bodies)
-    for i, r in zip(order, shuffled, strict=True):
-        together[i] = r
+def _answers(bodies: list[dict], order: list[int]) -> tuple[list[dict], list[dict]]:
+    alone, together = asyncio.run(alone_then_together(bodies, order))
     for r in [*alone, *together]:
         assert r.status_code == 200, r.text
     return [r.json() for r in alone], [r.json() for r in together]
@@ -74,7 +63,7 @@ def test_batched_aggregates_and_per_sample_values_equal_the_lone_ones(dtype):
             labels.append(f"{case.id} seed {seed} {reduction}")
     order = list(range(len(bodies)))
     random.Random(dtype).shuffle(order)
-    alone, together = asyncio.run(_alone_then_together(bodies, order))
+    alone, together = _answers(bodies, order)
     assert all(a["meta"]["batch_size"] == 1 for a in alone)
     assert max(b["meta"]["batch_size"] for b in together) > 1, "no request was batched"
     failures = []

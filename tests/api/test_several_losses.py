@@ -10,7 +10,7 @@ import torch
 from monai.losses import DiceCELoss
 
 from service.core import json_text, working_bytes
-from tests.conftest import problem
+from tests.conftest import alone_then_together, problem
 
 G = np.random.default_rng(7)
 LOGITS = G.standard_normal((4, 3, 5, 5))
@@ -274,11 +274,6 @@ def test_composites_batch_together_and_answer_as_alone(dtype):
     aggregates, per-sample values and gradients bitwise those each gets alone."""
     import asyncio
 
-    import httpx
-
-    from service.app import create_app
-    from service.config import Settings
-
     rng = np.random.default_rng(5)
     terms = [{"loss": {"name": "dice", "params": {"softmax": True}}, "weight": 0.7}, {"loss": "cross_entropy"}]
     bodies = []
@@ -296,16 +291,8 @@ def test_composites_batch_together_and_answer_as_alone(dtype):
         }
         bodies.append(body)
 
-    async def run() -> tuple[list[dict], list[dict]]:
-        app = create_app(Settings(engine={"max_queue_delay_ms": 20.0}))
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
-                alone = [(await c.post("/v1/evaluate", json=b)).json() for b in bodies]
-                together = await asyncio.gather(*(c.post("/v1/evaluate", json=b) for b in bodies))
-        return alone, [r.json() for r in together]
-
-    alone, together = asyncio.run(run())
+    answers = asyncio.run(alone_then_together(bodies, max_queue_delay_ms=20.0))
+    alone, together = ([r.json() for r in rs] for rs in answers)
     assert max(a["meta"]["batch_size"] for a in together) > 1
     for a, b in zip(alone, together, strict=True):
         a.pop("meta"), b.pop("meta")

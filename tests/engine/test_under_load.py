@@ -5,11 +5,9 @@ from __future__ import annotations
 import asyncio
 import random
 
-import httpx
 import numpy as np
 
-from service.app import create_app
-from service.config import Settings
+from ..conftest import alone_then_together
 
 
 def bodies(count: int = 120) -> list[dict]:
@@ -34,16 +32,6 @@ def bodies(count: int = 120) -> list[dict]:
     return out
 
 
-async def _run(requests: list[dict]) -> tuple[list[dict], list[dict]]:
-    app = create_app(Settings(engine={"max_queue_delay_ms": 2.0}))
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            alone = [(await client.post("/v1/evaluate", json=b)).json() for b in requests]
-            together = await asyncio.gather(*(client.post("/v1/evaluate", json=b) for b in requests))
-    return alone, [r.json() for r in together]
-
-
 def close(a, b) -> None:
     if isinstance(a, dict) and "data" in a:
         assert a["shape"] == b["shape"] and a["dtype"] == b["dtype"]
@@ -62,7 +50,8 @@ def close(a, b) -> None:
 
 def test_batched_answers_equal_solo_answers():
     requests = bodies()
-    alone, together = asyncio.run(_run(requests))
+    answers = asyncio.run(alone_then_together(requests, max_queue_delay_ms=2.0))
+    alone, together = ([r.json() for r in rs] for rs in answers)
     assert all(r["meta"]["batch_size"] == 1 for r in alone)
     assert max(r["meta"]["batch_size"] for r in together) > 1, "nothing was batched"
     for a, b in zip(alone, together, strict=True):
