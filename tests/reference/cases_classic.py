@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from .case import Case
+from .cases_focal import class_targets
 
 
 def _reduce(el, reduction, count=None):
@@ -21,18 +22,6 @@ def _reduce(el, reduction, count=None):
 
 
 # -- poly1 ----------------------------------------------------------------------------------------
-
-
-def _classes(shape, ignore=None, hits=0):
-    """Logits (N, C, *) and int64 targets (N, *), ``hits`` of them set to ``ignore``."""
-
-    def make(g, dtype):
-        target = torch.randint(0, shape[1], (shape[0], *shape[2:]), generator=g)
-        if hits:
-            target.view(-1)[torch.randperm(target.numel(), generator=g)[:hits]] = ignore
-        return {"input": torch.randn(*shape, generator=g, dtype=dtype) * 2, "target": target}
-
-    return make
 
 
 def poly1_reference(t, p, reduction):
@@ -132,17 +121,17 @@ def _zero_one(id, make, **kw):
 
 
 CASES = [
-    _poly1("poly1-default", {}, _classes((6, 5))),
-    _poly1("poly1-epsilon2", {"epsilon": 2.0}, _classes((5, 4))),
-    _poly1("poly1-epsilon-minus1", {"epsilon": -1.0}, _classes((5, 3))),
-    _poly1("poly1-epsilon0-is-ce", {"epsilon": 0.0}, _classes((4, 3, 5))),
-    _poly1("poly1-spatial", {"epsilon": 0.5}, _classes((2, 4, 3, 5))),
-    _poly1("poly1-weight", {"weight": [0.5, 2.0, 1.0, 0.25]}, _classes((6, 4))),
-    _poly1("poly1-ignore-default", {}, _classes((4, 3, 5), ignore=-100, hits=6), nested=("target",)),
+    _poly1("poly1-default", {}, class_targets((6, 5))),
+    _poly1("poly1-epsilon2", {"epsilon": 2.0}, class_targets((5, 4))),
+    _poly1("poly1-epsilon-minus1", {"epsilon": -1.0}, class_targets((5, 3))),
+    _poly1("poly1-epsilon0-is-ce", {"epsilon": 0.0}, class_targets((4, 3, 5))),
+    _poly1("poly1-spatial", {"epsilon": 0.5}, class_targets((2, 4, 3, 5))),
+    _poly1("poly1-weight", {"weight": [0.5, 2.0, 1.0, 0.25]}, class_targets((6, 4))),
+    _poly1("poly1-ignore-default", {}, class_targets((4, 3, 5), ignore=-100, hits=6), nested=("target",)),
     _poly1(
         "poly1-weight-ignore-class",
         {"weight": [1.0, 2.0, 0.5], "ignore_index": 1, "epsilon": 1.5},
-        _classes((3, 3, 6)),
+        class_targets((3, 3, 6)),
     ),
     _focal("binary_focal-default", {}, _probabilities((4, 5))),
     _focal("binary_focal-alpha-gamma", {"alpha": 0.6, "gamma": 1.0}, _probabilities((3, 2, 4))),

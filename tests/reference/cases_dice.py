@@ -18,15 +18,16 @@ from monai.networks import one_hot
 from .case import Case
 
 
-def _scores(shape, target, probabilities=False):
+def scores(shape, target, probabilities=False, classes=None):
     """Logits (or probabilities) (N, C, *) and a target: indices "index" (N, *) or "index1" (N, 1, *),
-    or floats (N, C, *): "onehot", "mask" (independent 0/1 per class) or "soft" (probabilities)."""
+    or floats (N, C, *): "onehot", "mask" (independent 0/1 per class) or "soft" (probabilities).
+    ``classes``: the classes the indices are drawn from (default all C): fewer leaves classes empty."""
 
     def make(g, dtype):
         draw = torch.rand if probabilities else torch.randn
         x = draw(*shape, generator=g, dtype=dtype)
         n, c, spatial = shape[0], shape[1], shape[2:]
-        indices = torch.randint(0, c, (n, *spatial), generator=g)
+        indices = torch.randint(0, classes or c, (n, *spatial), generator=g)
         if target == "index":
             y = indices
         elif target == "index1":
@@ -59,7 +60,7 @@ def _dice(id, params, shape, target, **kw):
     if target in ("onehot", "soft", "mask"):
         kw.setdefault("grad_roles", ("input", "target"))
     probabilities = not (params.get("sigmoid") or params.get("softmax"))
-    return Case(id, "dice", params, _scores(shape, target, probabilities), monai_dice, **kw)
+    return Case(id, "dice", params, scores(shape, target, probabilities), monai_dice, **kw)
 
 
 CASES = [

@@ -8,7 +8,7 @@ import torch
 from monai.losses import DiceCELoss
 
 from .case import Case
-from .cases_dice import _scores
+from .cases_dice import scores
 
 
 def monai_dice_ce(t, p, reduction):
@@ -24,7 +24,7 @@ def monai_dice_ce(t, p, reduction):
 
 
 def _dice_ce(id, params, shape, target, **kw):
-    return Case(id, "dice_ce", params, _scores(shape, target), monai_dice_ce, reductions=("mean", "sum"), **kw)
+    return Case(id, "dice_ce", params, scores(shape, target), monai_dice_ce, reductions=("mean", "sum"), **kw)
 
 
 CASES = [

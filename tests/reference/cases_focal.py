@@ -15,11 +15,12 @@ def _reduce(el, reduction, count=None):
     return el.sum() / (el.numel() if count is None else count)
 
 
-def _classes(shape, classes, ignore=None, hits=0):
-    """Logits of ``shape`` = (N, C, *) and int64 targets (N, *), ``hits`` of them set to ``ignore``."""
+def class_targets(shape, classes=None, ignore=None, hits=0):
+    """Logits of ``shape`` = (N, C, *) and int64 targets (N, *) drawn from ``classes`` classes (all
+    C by default), ``hits`` of them set to ``ignore``."""
 
     def make(g, dtype):
-        target = torch.randint(0, classes, (shape[0], *shape[2:]), generator=g)
+        target = torch.randint(0, classes or shape[1], (shape[0], *shape[2:]), generator=g)
         if hits:
             target.view(-1)[torch.randperm(target.numel(), generator=g)[:hits]] = ignore
         return {"input": torch.randn(*shape, generator=g, dtype=dtype) * 2, "target": target}
@@ -69,14 +70,14 @@ def _sigmoid(id, params, make, **kw):
 
 
 CASES = [
-    _focal("focal-gamma0", {"gamma": 0.0}, _classes((6, 5), 5)),
-    _focal("focal-gamma2", {}, _classes((6, 4), 4)),
-    _focal("focal-gamma-half", {"gamma": 0.5}, _classes((5, 3), 3)),
-    _focal("focal-alpha", {"gamma": 2.0, "alpha": [0.25, 0.75, 0.5]}, _classes((2, 3, 4, 4), 3)),
-    _focal("focal-ignore-default", {}, _classes((4, 3, 5), 3, ignore=-100, hits=6), nested=("target",)),
-    _focal("focal-ignore-class", {"ignore_index": 1, "alpha": [1.0, 2.0, 0.5, 3.0]}, _classes((3, 4, 6), 4)),
-    _focal("focal-spatial", {"gamma": 1.5}, _classes((2, 4, 3, 5), 4)),
-    _focal("focal-spatial-ignore", {"gamma": 1.5, "ignore_index": 7}, _classes((2, 4, 3, 5), 4, ignore=7, hits=4)),
+    _focal("focal-gamma0", {"gamma": 0.0}, class_targets((6, 5), 5)),
+    _focal("focal-gamma2", {}, class_targets((6, 4), 4)),
+    _focal("focal-gamma-half", {"gamma": 0.5}, class_targets((5, 3), 3)),
+    _focal("focal-alpha", {"gamma": 2.0, "alpha": [0.25, 0.75, 0.5]}, class_targets((2, 3, 4, 4), 3)),
+    _focal("focal-ignore-default", {}, class_targets((4, 3, 5), 3, ignore=-100, hits=6), nested=("target",)),
+    _focal("focal-ignore-class", {"ignore_index": 1, "alpha": [1.0, 2.0, 0.5, 3.0]}, class_targets((3, 4, 6), 4)),
+    _focal("focal-spatial", {"gamma": 1.5}, class_targets((2, 4, 3, 5), 4)),
+    _focal("focal-spatial-ignore", {"gamma": 1.5, "ignore_index": 7}, class_targets((2, 4, 3, 5), 4, ignore=7, hits=4)),
     _sigmoid("sigmoid_focal-default", {}, _binary((4, 5), soft=False)),
     _sigmoid("sigmoid_focal-alpha", {"alpha": 0.6, "gamma": 1.0}, _binary((3, 2, 4), soft=False)),
     _sigmoid("sigmoid_focal-alpha-off", {"alpha": -1}, _binary((12,), soft=False), nested=("input", "target")),

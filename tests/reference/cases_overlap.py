@@ -21,31 +21,7 @@ from monai.losses import DiceLoss, GeneralizedDiceLoss, MCCLoss, TverskyLoss
 from monai.networks import one_hot
 
 from .case import Case
-
-
-def _scores(shape, target, probabilities=False, classes=None):
-    """Logits (or probabilities) (N, C, *) and a target: indices "index" (N, *) or "index1" (N, 1, *),
-    or floats (N, C, *): "onehot", "mask" (independent 0/1 per class) or "soft" (probabilities).
-    ``classes``: the classes the indices are drawn from (default all C): fewer leaves classes empty."""
-
-    def make(g, dtype):
-        draw = torch.rand if probabilities else torch.randn
-        x = draw(*shape, generator=g, dtype=dtype)
-        n, c, spatial = shape[0], shape[1], shape[2:]
-        indices = torch.randint(0, classes or c, (n, *spatial), generator=g)
-        if target == "index":
-            y = indices
-        elif target == "index1":
-            y = indices.unsqueeze(1)
-        elif target == "onehot":
-            y = F.one_hot(indices, c).movedim(-1, 1).to(dtype)
-        elif target == "mask":
-            y = (torch.rand(*shape, generator=g) > 0.5).to(dtype)
-        else:
-            y = torch.softmax(torch.randn(*shape, generator=g, dtype=dtype), dim=1)
-        return {"input": x, "target": y}
-
-    return make
+from .cases_dice import scores
 
 
 def _perfect(shape):
@@ -129,7 +105,7 @@ def _case(loss, id, params, shape, target, classes=None, **kw):
     if target in ("onehot", "soft", "mask") and loss != "generalized_dice":
         kw.setdefault("grad_roles", ("input", "target"))
     probabilities = not (params.get("sigmoid") or params.get("softmax"))
-    make = _scores(shape, target, probabilities, classes)
+    make = scores(shape, target, probabilities, classes)
     return Case(f"{loss}-{id}", loss, params, make, ORACLES[loss], **kw)
 
 
