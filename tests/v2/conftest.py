@@ -7,10 +7,20 @@ import json
 
 import httpx
 import numpy as np
+import pytest
 import torch
 
+from tests.e2e.servers import Server, start
 from tests.reference.case import Case, reductions_of, whole
 from tests.reference.tables import CASES
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory):
+    """A real server with the default settings, one per module (a module may define its own)."""
+    srv: Server = start(tmp_path_factory.mktemp("server"))
+    yield srv
+    srv.stop()
 
 
 def one_case_per_loss() -> dict[str, Case]:

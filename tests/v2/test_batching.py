@@ -11,20 +11,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import numpy as np
-import pytest
-
-from tests.e2e.servers import Server, start
 
 LOGITS = [[2.0, 0.5, -1.0], [0.1, 0.2, 3.0]]
 LABELS = [0, 2]
 ATTEMPTS = 5  # each needs the two small requests queued before the long one ends (about a second)
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory):
-    srv: Server = start(tmp_path_factory.mktemp("server"))
-    yield srv
-    srv.stop()
 
 
 def _long(url: str) -> dict:

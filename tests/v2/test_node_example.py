@@ -12,19 +12,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tests.e2e.servers import ROOT, Server, start
+from tests.e2e.servers import ROOT, Server
 
 NODE = shutil.which("node")
 pytestmark = pytest.mark.skipif(NODE is None, reason="node is not installed (examples/node needs Node.js 20+)")
 SCRIPT = ROOT / "examples" / "node" / "evaluate.mjs"
 WEIGHT = [1.0, 2.0, 0.5, 1.0, 1.0]
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory):
-    srv: Server = start(tmp_path_factory.mktemp("server"))
-    yield srv
-    srv.stop()
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
 from service import __version__
 from service.losses import default_registry
-from tests.e2e.servers import Server, start
+from tests.e2e.servers import Server
 from tests.reference.case import whole
 
 from .conftest import one_case_per_loss, reduction_of, tensors_of, v1_answer, v1_array, v2_params
@@ -23,13 +23,6 @@ from .conftest import one_case_per_loss, reduction_of, tensors_of, v1_answer, v1
 REGISTRY = default_registry()
 CASES = one_case_per_loss()
 COMBOS = [(False, False), (False, True), (True, False), (True, True)]  # (binary inputs, binary outputs)
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory):
-    srv: Server = start(tmp_path_factory.mktemp("server"))
-    yield srv
-    srv.stop()
 
 
 @pytest.fixture(scope="module")
