@@ -15,7 +15,6 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -24,7 +23,9 @@ _LOCAL = threading.local()  # the memo open on this thread (the engine's), or No
 
 @contextmanager
 def memo(store: dict | None) -> Iterator[None]:
-    """Open ``store`` (a request's memo; None: none) for the losses computed in this block."""
+    """Open ``store`` (a request's memo; None: none) for the losses computed in this block: only
+    around values computed without an autograd graph (the engine opens it for a job with no
+    gradient roles, in inference mode), whose results may be shared."""
     previous = getattr(_LOCAL, "store", None)
     _LOCAL.store = store
     try:
@@ -41,7 +42,7 @@ def active() -> bool:
 def log_softmax(x: Tensor, dim: int) -> Tensor:
     """``F.log_softmax(x, dim)``, computed once per request for the same tensor."""
     store = getattr(_LOCAL, "store", None)
-    if store is None or x.requires_grad or torch.is_grad_enabled():
+    if store is None:
         return F.log_softmax(x, dim)
     # The memory, layout and dtype name the tensor; the entry holds ``x`` itself, so its memory
     # cannot be freed and reused by another tensor while the key stands.
